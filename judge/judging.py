@@ -1,0 +1,93 @@
+"""Closing a cycle: checks, the judge agent's verdict, then the run ends or the next cycle starts."""
+
+from __future__ import annotations
+
+import logging
+
+from orchestrator.agent_loop import Tool
+from orchestrator.agent_runner import run_role_agent
+from orchestrator.cycle_flow import start_cycle
+from orchestrator.models import TERMINAL_RUN_STATUSES, CycleStatus, Run, RunStatus, Verdict
+from orchestrator.prompts import render
+from orchestrator.runs import RETENTION_SECONDS
+from orchestrator.settings import CadreSettings, get_settings
+from orchestrator.store import Store
+from orchestrator.workspace import prepare_cache, worktree_slot
+from orchestrator.workspace_tools import WorkspaceTools
+from judge.checks import CheckResult, run_check
+
+log = logging.getLogger(__name__)
+
+VERDICT_PARAMETERS = {
+    "type": "object",
+    "properties": {
+        "done": {"type": "boolean", "description": "true only if the goal is completely met"},
+        "reason": {"type": "string", "description": "why"},
+        "next_focus": {"type": "string", "description": "what the next cycle should do, if not done"},
+    },
+    "required": ["done", "reason"],
+}
+
+
+def as_bool(value) -> bool:
+    """A model's `done` argument as a boolean; anything unclear is False (the judge fails closed)."""
+    if isinstance(value, bool):
+        return value
+    return isinstance(value, str) and value.strip().lower() in {"true", "yes", "1"}
+
+
+def judge_cycle(store: Store, run_id: str, number: int) -> None:
+    """Judge cycle `number` once: record its verdict, then end the run or start the next cycle."""
+    cycle = store.cycle(run_id, number)
+    if cycle.status is not CycleStatus.JUDGING:
+        log.info("run %s cycle %s is %s; judge delivery dropped", run_id, number, cycle.status)
+        return
+    run = store.run(run_id)
+    if run.status in TERMINAL_RUN_STATUSES:
+        store.close_cycle(run_id, number, Verdict(done=False, reason=f"run already {run.status}"))
+        return
+    verdict = decide(store, get_settings(), run, number)
+    if not store.close_cycle(run_id, number, verdict):
+        return
+    store.emit(run_id, "verdict", cycle=number, **verdict.model_dump())
+    if verdict.done:
+        store.end_run(run_id, RunStatus.DONE, verdict.reason, RETENTION_SECONDS)
+    elif number >= run.max_cycles:
+        store.end_run(run_id, RunStatus.MAX_CYCLES, f"goal not met after {number} cycles: {verdict.reason}",
+                      RETENTION_SECONDS)
+    elif store.run(run_id).status is RunStatus.RUNNING:
+        start_cycle(store, run_id, number)
+
+
+def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> Verdict:
+    """Run the check and the judge agent on the branch head; an unreadable verdict is "not done"."""
+    items = store.items(store.cycle_item_ids(run.id, number))
+    handoffs = [{"title": i.title, "status": i.status.value, "commit": i.handoff.commit if i.handoff else None,
+                 "summary": i.handoff.summary if i.handoff else ""} for i in items]
+    cache = prepare_cache(settings.data_dir, run.repo)
+    with worktree_slot(cache, "judge", f"refs/remotes/origin/{run.branch}") as head:
+        check = run_check(settings.check_command, head, settings.check_timeout_seconds, settings.tool_output_chars)
+        if check.command:
+            store.emit(run.id, "check", cycle=number, passed=check.passed)
+        verdict_tool = Tool("verdict", "Give the verdict on the cycle: is the goal met?", VERDICT_PARAMETERS,
+                            lambda _a: "verdict recorded", terminal=True)
+        tools = WorkspaceTools(head, settings.command_timeout_seconds).explore_tools() + [verdict_tool]
+        variables = dict(goal=run.goal, branch=run.branch, cycle=number, max_cycles=run.max_cycles, items=handoffs,
+                         check_command=check.command or "", check_passed=bool(check.passed),
+                         check_output=check.output)
+        result = run_role_agent(store, "judge", run.id, f"judge-cycle-{number}",
+                                render("judge", "system", **variables), render("judge", "task", **variables), tools)
+    return verdict_from(result.final_arguments if result.status == "finished" else None, result.status, check)
+
+
+def verdict_from(arguments: dict | None, agent_status: str, check: CheckResult) -> Verdict:
+    """The verdict: the judge's word, overruled to "not done" when the check failed or no verdict came."""
+    if arguments is None:
+        return Verdict(done=False, reason=f"the judge gave no verdict ({agent_status})",
+                       check_passed=check.passed, check_output=check.output)
+    done = as_bool(arguments.get("done"))
+    reason = str(arguments.get("reason", ""))
+    if done and check.passed is False:
+        done, reason = False, f"check command failed; {reason}"
+    return Verdict(done=done, reason=reason, next_focus=str(arguments.get("next_focus", "") or ""),
+                   check_passed=check.passed, check_output=check.output)

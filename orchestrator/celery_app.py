@@ -1,0 +1,67 @@
+"""The Celery application shared by every Cadre process: queues, routing, reliability settings.
+
+Tasks are named here by string only; their code lives in `planners/`, `workers/` and `judge/`,
+which a process imports according to its role.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from orchestrator.settings import CadreSettings, get_settings
+
+PLAN_NODE = "cadre.plan_node"
+EXECUTE_WORK_ITEM = "cadre.execute_work_item"
+JUDGE_CYCLE = "cadre.judge_cycle"
+TICK = "cadre.tick"
+
+QUEUE_BY_ROLE = {"planner": "plan", "worker": "work", "judge": "judge"}
+TASK_MODULES_BY_ROLE = {"planner": "planners.tasks", "worker": "workers.tasks", "judge": "judge.tasks"}
+SOFT_LIMIT_MARGIN_SECONDS = 30
+
+
+def time_limits(settings: CadreSettings, role: str) -> dict[str, int]:
+    """`soft_time_limit` and `time_limit` for a task of `role`, for the task decorator."""
+    hard = settings.time_limit_for(role)
+    return {"time_limit": hard, "soft_time_limit": max(hard - SOFT_LIMIT_MARGIN_SECONDS, 10)}
+
+
+def make_celery(settings: CadreSettings) -> Celery:
+    """A Celery app configured for `settings`."""
+    app = Celery("cadre", broker=settings.redis_url, backend=settings.redis_url)
+    app.conf.update(
+        task_queues=[Queue("plan"), Queue("work"), Queue("judge")],
+        task_default_queue="work",
+        task_routes={
+            PLAN_NODE: {"queue": "plan"},
+            EXECUTE_WORK_ITEM: {"queue": "work"},
+            JUDGE_CYCLE: {"queue": "judge"},
+            TICK: {"queue": "judge"},
+        },
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A message is acknowledged only when its task returns, so a dead worker's task comes back.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # Redis redelivers any unacknowledged message after this, even while its task still runs.
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        result_expires=24 * 3600,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        beat_schedule={
+            "cadre-tick": {"task": TICK, "schedule": settings.tick_seconds, "options": {"queue": "judge"}},
+        },
+        timezone="UTC",
+    )
+    return app
+
+
+app = make_celery(get_settings())

@@ -1,0 +1,178 @@
+"""The `cadre` command line. Commands that call no model never import litellm."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from importlib import import_module
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.settings import MissingModelError, get_settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Run many coding agents on one git repository.")
+err = Console(stderr=True)
+ROLE_MODELS = {"planner": ("planner", "subplanner"), "worker": ("worker",), "judge": ("judge",)}
+POLL_SECONDS = 0.5
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one clear error line and exit."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _store():
+    from orchestrator.store import get_store
+
+    return get_store()
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from orchestrator.runs import RunRequestError
+    from orchestrator.store import StoreUnavailable, UnknownRecord
+
+    return (StoreUnavailable, UnknownRecord, RunRequestError, MissingModelError)
+
+
+def guarded(action):
+    """Run `action()`, turning the errors a user can cause into one line and exit code 2."""
+    try:
+        return action()
+    except _user_errors() as exc:
+        fail(str(exc))
+
+
+@cli.command()
+def run(
+    repo: str = typer.Option(..., help="URL or path of the git repository (the remote workers push to)."),
+    goal: str = typer.Option(..., help="What the agents should achieve."),
+    branch: str = typer.Option("main", help="Branch to work on."),
+    max_cycles: int = typer.Option(None, help="Cycles before the run ends max_cycles (default CADRE_MAX_CYCLES)."),
+    wait: bool = typer.Option(False, "--wait", help="Block until the run ends; exit 0 only if it ends done."),
+) -> None:
+    """Start a run; prints its id alone on the first line."""
+    from orchestrator.runs import start_run
+
+    settings = get_settings()
+    new_run = guarded(lambda: start_run(_store(), settings, repo, goal, branch, max_cycles))
+    print(new_run.id, flush=True)
+    if wait:
+        raise typer.Exit(wait_for_run(new_run.id))
+
+
+def wait_for_run(run_id: str) -> int:
+    """Poll until the run ends, reporting progress on stderr; 0 if it ended done."""
+    from orchestrator.models import TERMINAL_RUN_STATUSES
+    from orchestrator.runs import run_status
+
+    store = _store()
+    last = ""
+    while True:
+        status = run_status(store, run_id)
+        landed = sum(1 for t in status["tasks"] if t["commit"])
+        line = (f"{run_id}: {status['status']} · cycle {status['cycle']}/{status['max_cycles']} · "
+                f"{len(status['tasks'])} items, {landed} landed · {status['tokens']} tokens · ${status['cost_usd']:.4f}")
+        if line != last:
+            err.print(line, highlight=False)
+            last = line
+        if status["status"] in {s.value for s in TERMINAL_RUN_STATUSES}:
+            return 0 if status["status"] == "done" else 1
+        time.sleep(POLL_SECONDS)
+
+
+@cli.command()
+def status(
+    run_id: str = typer.Argument(None, help="A run id; without it, the recent runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one run (items, commits, tokens, cost) or list the recent runs."""
+    from orchestrator.runs import run_status
+
+    store = guarded(_store)
+    if run_id is None:
+        runs = [guarded(lambda i=i: run_status(store, i)) for i in store.run_ids()]
+        if as_json:
+            print(json.dumps(runs, indent=2))
+            return
+        table = Table("run", "status", "cycle", "items", "tokens", "cost $", "goal")
+        for r in runs:
+            table.add_row(r["id"], r["status"], str(r["cycle"]), str(len(r["tasks"])), str(r["tokens"]),
+                          f"{r['cost_usd']:.4f}", r["goal"][:60])
+        Console().print(table)
+        return
+    data = guarded(lambda: run_status(store, run_id))
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    console = Console()
+    console.print(f"[bold]{data['id']}[/] {data['status']} · cycle {data['cycle']}/{data['max_cycles']} · "
+                  f"{data['tokens']} tokens · ${data['cost_usd']:.4f}\n{data['goal']}")
+    table = Table("item", "cycle", "status", "commit", "title")
+    for task in data["tasks"]:
+        table.add_row(task["id"], str(task["cycle"]), task["handoff"] or task["status"], (task["commit"] or "")[:12],
+                      task["title"])
+    console.print(table)
+    for cycle in data["cycles"]:
+        if cycle["verdict"]:
+            verdict = cycle["verdict"]
+            console.print(f"cycle {cycle['number']}: {'done' if verdict['done'] else 'not done'}: {verdict['reason']}")
+
+
+@cli.command()
+def stop(run_id: str = typer.Argument(..., help="The run to stop.")) -> None:
+    """Stop a run: nothing new is dispatched and running agents stop at their next step."""
+    from orchestrator.runs import stop_run
+
+    stopped = guarded(lambda: stop_run(_store(), run_id))
+    print(f"{run_id}: {'stopped' if stopped else 'had already ended'}")
+
+
+@cli.command()
+def worker(
+    role: str = typer.Option(..., help="planner, worker or judge."),
+    concurrency: int = typer.Option(1, min=1, help="Processes (one agent each)."),
+    loglevel: str = typer.Option("INFO", help="Log level."),
+) -> None:
+    """Serve one role's queue: planner → plan, worker → work, judge → judge (and the tick)."""
+    from orchestrator.celery_app import QUEUE_BY_ROLE, TASK_MODULES_BY_ROLE
+
+    if role not in QUEUE_BY_ROLE:
+        fail(f"unknown role {role!r}: use planner, worker or judge")
+    settings = get_settings()
+    for model_role in ROLE_MODELS[role]:
+        guarded(lambda r=model_role: settings.model_for(r))
+    guarded(_store)
+    import_module(TASK_MODULES_BY_ROLE[role])
+    import_module("orchestrator.model_access")  # litellm's slow import, done once before the pool forks
+    from orchestrator.celery_app import app
+
+    app.worker_main(["worker", "-Q", QUEUE_BY_ROLE[role], "-c", str(concurrency), "-O", "fair",
+                     "-n", f"{role}-{uuid.uuid4().hex[:6]}@%h", "--loglevel", loglevel])
+
+
+@cli.command()
+def beat(loglevel: str = typer.Option("INFO", help="Log level.")) -> None:
+    """The scheduler (run exactly one): the judge tick, the safety net for lost triggers."""
+    from orchestrator.celery_app import app
+
+    settings = get_settings()
+    guarded(_store)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", "--loglevel", loglevel, "-s", str(settings.data_dir / "celerybeat-schedule")])
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""How settling moves a run forward: items settle in nodes, a finished root closes its cycle.
+
+Each step is an idempotent store transition, so whoever triggers it (a worker, a planner, the
+beat tick) and however often, the judge of a cycle is enqueued once and a cycle starts once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from orchestrator.dispatch import dispatch_judge, dispatch_planner
+from orchestrator.models import Cycle, PlannerNode, WorkItem, new_id
+from orchestrator.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def new_cycle(run_id: str, number: int) -> tuple[Cycle, PlannerNode]:
+    """A fresh cycle with its root planner node (not yet stored)."""
+    root = PlannerNode(id=new_id("node"), run_id=run_id, cycle=number)
+    return Cycle(run_id=run_id, number=number, root_node_id=root.id), root
+
+
+def item_settled(store: Store, item: WorkItem) -> None:
+    """After an item settled: settle its node if that was the node's last pending child."""
+    store.emit(item.run_id, "item_settled", item_id=item.id, status=item.status.value,
+               commit=item.handoff.commit if item.handoff else None)
+    node_maybe_settled(store, item.node_id)
+
+
+def node_maybe_settled(store: Store, node_id: str) -> None:
+    """Settle `node_id` if it has finished planning and nothing is pending; then close its cycle."""
+    if not store.settle_node_if_complete(node_id):
+        return
+    node = store.node(node_id)
+    store.emit(node.run_id, "node_settled", node_id=node.id, cycle=node.cycle)
+    if node.parent_id is None:
+        close_cycle(store, node.run_id, node.cycle)
+
+
+def close_cycle(store: Store, run_id: str, number: int) -> None:
+    """The root of cycle `number` has settled: hand the cycle to the judge, once."""
+    if store.begin_judging(run_id, number):
+        store.emit(run_id, "cycle_judging", cycle=number)
+        dispatch_judge(run_id, number)
+        log.info("run %s cycle %s: judge enqueued", run_id, number)
+
+
+def start_cycle(store: Store, run_id: str, from_cycle: int) -> bool:
+    """Start cycle `from_cycle + 1` with a fresh root planner, once; False if it already started."""
+    cycle, root = new_cycle(run_id, from_cycle + 1)
+    if not store.start_next_cycle(run_id, from_cycle, cycle, root):
+        return False
+    store.emit(run_id, "cycle_started", cycle=cycle.number, root_node_id=root.id)
+    dispatch_planner(root.id)
+    return True

@@ -1,0 +1,157 @@
+"""Contracts between Cadre's processes: frozen pydantic models stored in Redis as JSON."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def new_id(prefix: str) -> str:
+    """A short, unique, URL-safe id such as `run-3f9a0c1b2d4e`."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def now() -> float:
+    """Wall-clock seconds since the epoch (all timestamps in Cadre use this)."""
+    return time.time()
+
+
+class Contract(BaseModel):
+    """Base of every stored record: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    MAX_CYCLES = "max_cycles"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+
+
+TERMINAL_RUN_STATUSES = frozenset(s for s in RunStatus if s is not RunStatus.RUNNING)
+
+
+class CycleStatus(StrEnum):
+    PLANNING = "planning"
+    JUDGING = "judging"
+    CLOSED = "closed"
+
+
+class NodeStatus(StrEnum):
+    PENDING = "pending"
+    PLANNING = "planning"
+    WAITING = "waiting"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ItemStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+SETTLED_ITEM_STATUSES = frozenset({ItemStatus.DONE, ItemStatus.FAILED})
+SETTLED_NODE_STATUSES = frozenset({NodeStatus.DONE, NodeStatus.FAILED})
+
+
+class HandoffStatus(StrEnum):
+    LANDED = "landed"
+    NO_CHANGE = "no_change"
+    RESCUED = "rescued"
+    FAILED = "failed"
+
+
+class Run(Contract):
+    id: str
+    repo: str
+    branch: str
+    goal: str
+    status: RunStatus = RunStatus.RUNNING
+    cycle: int = 1
+    max_cycles: int
+    created_at: float = Field(default_factory=now)
+    ended_at: float | None = None
+    reason: str = ""
+
+
+class Verdict(Contract):
+    done: bool
+    reason: str
+    next_focus: str = ""
+    check_passed: bool | None = None
+    check_output: str = ""
+
+
+class Cycle(Contract):
+    run_id: str
+    number: int
+    root_node_id: str
+    status: CycleStatus = CycleStatus.PLANNING
+    started_at: float = Field(default_factory=now)
+    closed_at: float | None = None
+    verdict: Verdict | None = None
+
+
+class PlannerNode(Contract):
+    id: str
+    run_id: str
+    cycle: int
+    parent_id: str | None = None
+    area: str = ""
+    brief: str = ""
+    depth: int = 0
+    status: NodeStatus = NodeStatus.PENDING
+    summary: str = ""
+    error: str = ""
+    created_at: float = Field(default_factory=now)
+    started_at: float | None = None
+
+
+class Handoff(Contract):
+    status: HandoffStatus
+    summary: str = ""
+    commit: str | None = None
+    rescue_branch: str | None = None
+    files_changed: list[str] = Field(default_factory=list)
+    insertions: int = 0
+    deletions: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    seconds: float = 0.0
+    attempt: int = 1
+    conflicted_paths: list[str] = Field(default_factory=list)
+
+
+class WorkItem(Contract):
+    id: str
+    run_id: str
+    cycle: int
+    node_id: str
+    title: str
+    instructions: str
+    scope: str = ""
+    acceptance: str = ""
+    priority: int = 0
+    status: ItemStatus = ItemStatus.PENDING
+    attempt: int = 0
+    created_at: float = Field(default_factory=now)
+    started_at: float | None = None
+    settled_at: float | None = None
+    handoff: Handoff | None = None
+
+
+class Event(Contract):
+    """One entry of a run's event stream."""
+
+    type: str
+    run_id: str
+    at: float = Field(default_factory=now)
+    data: dict = Field(default_factory=dict)

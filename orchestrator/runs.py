@@ -1,0 +1,97 @@
+"""Starting, stopping and describing runs (what the CLI's run, stop and status commands do)."""
+
+from __future__ import annotations
+
+from orchestrator.cycle_flow import new_cycle
+from orchestrator.dispatch import dispatch_planner
+from orchestrator.models import Run, RunStatus, new_id
+from orchestrator.settings import ROLES, CadreSettings
+from orchestrator.store import Store, UnknownRecord
+
+RETENTION_SECONDS = 30 * 24 * 3600
+
+
+class RunRequestError(ValueError):
+    """A run request that cannot be started (the message is one line, for the user)."""
+
+
+def validate_run_request(settings: CadreSettings, repo: str, goal: str, branch: str, max_cycles: int) -> str:
+    """Check a run request before anything is written; returns the branch head sha."""
+    if not goal.strip():
+        raise RunRequestError("the goal is empty: say what the agents should achieve")
+    if not branch.strip():
+        raise RunRequestError("the branch name is empty")
+    if max_cycles < 1:
+        raise RunRequestError("--max-cycles must be at least 1")
+    for role in ROLES:
+        settings.model_for(role)
+    from orchestrator.git_repo import GitError, remote_branch_head
+
+    try:
+        return remote_branch_head(repo, branch)
+    except GitError as exc:
+        raise RunRequestError(str(exc)) from None
+
+
+def start_run(store: Store, settings: CadreSettings, repo: str, goal: str, branch: str,
+              max_cycles: int | None = None) -> Run:
+    """Validate, store a new run with cycle 1 and its root planner, and enqueue that planner."""
+    cycles = max_cycles if max_cycles is not None else settings.max_cycles
+    head = validate_run_request(settings, repo, goal, branch, cycles)
+    run = Run(id=new_id("run"), repo=repo, branch=branch, goal=goal.strip(), max_cycles=cycles)
+    cycle, root = new_cycle(run.id, 1)
+    store.create_run(run, cycle, root)
+    store.emit(run.id, "run_created", repo=repo, branch=branch, head=head, max_cycles=cycles)
+    store.emit(run.id, "cycle_started", cycle=1, root_node_id=root.id)
+    dispatch_planner(root.id)
+    return run
+
+
+def stop_run(store: Store, run_id: str) -> bool:
+    """End a running run as `stopped`; agents stop at their next step. False if it had already ended."""
+    store.run(run_id)
+    return store.end_run(run_id, RunStatus.STOPPED, "stopped by user", RETENTION_SECONDS)
+
+
+def run_status(store: Store, run_id: str) -> dict:
+    """The run as the public status JSON: id, status, cycle, tasks, cost_usd, tokens and more."""
+    run = store.run(run_id)
+    usage = store.usage(run_id)
+    items = store.items(store.run_item_ids(run_id))
+    cycles = []
+    for number in range(1, run.cycle + 1):
+        try:
+            cycle = store.cycle(run_id, number)
+        except UnknownRecord:
+            continue
+        cycles.append({
+            "number": cycle.number, "status": cycle.status.value,
+            "verdict": cycle.verdict.model_dump() if cycle.verdict else None,
+        })
+    return {
+        "id": run.id,
+        "status": run.status.value,
+        "reason": run.reason,
+        "repo": run.repo,
+        "branch": run.branch,
+        "goal": run.goal,
+        "cycle": run.cycle,
+        "max_cycles": run.max_cycles,
+        "created_at": run.created_at,
+        "ended_at": run.ended_at,
+        "tasks": [
+            {
+                "id": item.id, "title": item.title, "status": item.status.value, "cycle": item.cycle,
+                "attempt": item.attempt, "commit": item.handoff.commit if item.handoff else None,
+                "handoff": item.handoff.status.value if item.handoff else None,
+            }
+            for item in items
+        ],
+        "cycles": cycles,
+        "cost_usd": round(usage.get("cost_usd", 0.0), 6),
+        "tokens": int(usage.get("tokens", 0)),
+        "usage_by_role": {
+            role: {"tokens": int(usage.get(f"{role}:tokens", 0)), "cost_usd": round(usage.get(f"{role}:cost_usd", 0.0), 6)}
+            for role in ROLES if f"{role}:tokens" in usage
+        },
+    }

@@ -1,0 +1,140 @@
+"""Cadre's one settings object, read from `CADRE_*` environment variables and an optional `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["planner", "subplanner", "worker", "judge"]
+ROLES: tuple[Role, ...] = ("planner", "subplanner", "worker", "judge")
+
+
+class MissingModelError(ValueError):
+    """A role has no model configured."""
+
+
+class CadreSettings(BaseSettings):
+    """Everything a Cadre process can be configured with. Each field maps to `CADRE_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="CADRE_", env_file=".env", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Broker and state store. One Redis holds queues, runs, items, leases and event streams."""
+
+    planner_model: str | None = None
+    """litellm model string for root planners, e.g. `openai/gpt-4.1` or `anthropic/claude-sonnet-4-5`."""
+    subplanner_model: str | None = None
+    """Model for sub-planners; falls back to the planner model."""
+    worker_model: str | None = None
+    """Model for worker agents."""
+    judge_model: str | None = None
+    """Model for the judge."""
+
+    planner_api_base: str | None = None
+    """Optional API base for the planner model (an OpenAI-compatible server, a proxy...)."""
+    subplanner_api_base: str | None = None
+    """Optional API base for the sub-planner model; falls back to the planner's."""
+    worker_api_base: str | None = None
+    """Optional API base for the worker model."""
+    judge_api_base: str | None = None
+    """Optional API base for the judge model."""
+    api_key: SecretStr | None = None
+    """Optional API key passed to every model call; providers' own variables work too."""
+
+    planner_price_per_mtok: tuple[float, float] | None = None
+    """`[input, output]` USD per million tokens when litellm has no price for the planner model."""
+    subplanner_price_per_mtok: tuple[float, float] | None = None
+    """Same for the sub-planner model."""
+    worker_price_per_mtok: tuple[float, float] | None = None
+    """Same for the worker model."""
+    judge_price_per_mtok: tuple[float, float] | None = None
+    """Same for the judge model."""
+
+    data_dir: Path = Path.home() / ".cadre"
+    """Host-local caches (bare mirrors, worktree slots) and agent transcripts."""
+
+    max_cycles: int = Field(default=3, ge=1)
+    """Default number of plan → work → judge cycles before a run ends `max_cycles`."""
+    max_tasks_per_cycle: int = Field(default=30, ge=1)
+    """Work items one cycle may create; `create_task` refuses beyond it."""
+    planner_max_steps: int = Field(default=40, ge=1)
+    """Model calls one planner agent may make."""
+    worker_max_steps: int = Field(default=60, ge=1)
+    """Model calls one worker agent may make."""
+    judge_max_steps: int = Field(default=20, ge=1)
+    """Model calls the judge agent may make."""
+    tool_output_chars: int = Field(default=12_000, ge=200)
+    """Tool output longer than this is cut (head and tail kept) before the model sees it."""
+    command_timeout_seconds: int = Field(default=300, ge=1)
+    """Time limit of one `bash` tool command."""
+
+    planner_time_limit_seconds: int = Field(default=1800, ge=30)
+    """Hard time limit of one planner task; the soft limit is 30 s earlier."""
+    worker_time_limit_seconds: int = Field(default=3600, ge=30)
+    """Hard time limit of one worker task; the soft limit is 30 s earlier."""
+    judge_time_limit_seconds: int = Field(default=1800, ge=30)
+    """Hard time limit of one judge task; the soft limit is 30 s earlier."""
+
+    check_command: str | None = None
+    """Shell command run on the branch head before the judge decides (e.g. `pytest -q`)."""
+    check_timeout_seconds: int = Field(default=900, ge=1)
+    """Time limit of the check command."""
+
+    push_attempts: int = Field(default=12, ge=1)
+    """Fetch → rebase → push tries before a worker gives up and rescues its commit."""
+    lease_seconds: int = Field(default=60, ge=5)
+    """TTL of a running attempt's lease; a heartbeat refreshes it every third of that."""
+    tick_seconds: float = Field(default=30.0, gt=0)
+    """Period of `cadre beat`'s judge tick (the safety net for lost triggers)."""
+
+    git_author_name: str = "Cadre Agent"
+    """Author of the commits workers make."""
+    git_author_email: str = "cadre@localhost"
+    """Author e-mail of the commits workers make."""
+
+    def model_for(self, role: Role) -> str:
+        """The model string for `role`; raises MissingModelError with a one-line message if unset."""
+        model = getattr(self, f"{role}_model") or (self.planner_model if role == "subplanner" else None)
+        if not model:
+            raise MissingModelError(f"no model configured for role {role}: set CADRE_{role.upper()}_MODEL")
+        return model
+
+    def api_base_for(self, role: Role) -> str | None:
+        """The API base for `role`, if any (sub-planners fall back to the planner's)."""
+        base = getattr(self, f"{role}_api_base")
+        if base is None and role == "subplanner":
+            base = self.planner_api_base
+        return base
+
+    def price_for(self, role: Role) -> tuple[float, float] | None:
+        """Configured `(input, output)` USD per million tokens for `role`, if any."""
+        price = getattr(self, f"{role}_price_per_mtok")
+        if price is None and role == "subplanner":
+            price = self.planner_price_per_mtok
+        return price
+
+    def time_limit_for(self, role: Role) -> int:
+        """Hard time limit (seconds) of a task of `role`."""
+        key = "planner" if role == "subplanner" else role
+        return getattr(self, f"{key}_time_limit_seconds")
+
+    def max_steps_for(self, role: Role) -> int:
+        """Step limit of an agent of `role`."""
+        key = "planner" if role == "subplanner" else role
+        return getattr(self, f"{key}_max_steps")
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        """Redis redelivers an unacknowledged task after this; kept above every hard time limit."""
+        longest = max(self.planner_time_limit_seconds, self.worker_time_limit_seconds, self.judge_time_limit_seconds)
+        return longest + 600
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> CadreSettings:
+    """The process-wide settings, read once."""
+    return CadreSettings()

@@ -1,0 +1,14 @@
+"""Celery task of the `plan` queue."""
+
+from __future__ import annotations
+
+from orchestrator.celery_app import PLAN_NODE, app, time_limits
+from orchestrator.settings import get_settings
+from orchestrator.store import get_store
+from planners.planning import plan_node
+
+
+@app.task(name=PLAN_NODE, **time_limits(get_settings(), "planner"))
+def plan_node_task(node_id: str) -> None:
+    """Plan one node (root or sub-planner) of a cycle."""
+    plan_node(get_store(), node_id)

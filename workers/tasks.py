@@ -1,0 +1,14 @@
+"""Celery task of the `work` queue."""
+
+from __future__ import annotations
+
+from orchestrator.celery_app import EXECUTE_WORK_ITEM, app, time_limits
+from orchestrator.settings import get_settings
+from orchestrator.store import get_store
+from workers.execution import execute_work_item
+
+
+@app.task(name=EXECUTE_WORK_ITEM, **time_limits(get_settings(), "worker"))
+def execute_work_item_task(item_id: str) -> None:
+    """Carry out one attempt of a work item."""
+    execute_work_item(get_store(), item_id)
