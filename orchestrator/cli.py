@@ -15,14 +15,14 @@ from rich.table import Table
 from orchestrator.settings import MissingModelError, get_settings
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Run many coding agents on one git repository.")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 ROLE_MODELS = {"planner": ("planner", "subplanner"), "worker": ("worker",), "judge": ("judge",)}
 POLL_SECONDS = 0.5
 
 
 def fail(message: str, code: int = 2) -> None:
     """Print one clear error line and exit."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    print(f"error: {message}", file=sys.stderr, flush=True)
     raise typer.Exit(code)
 
 
@@ -168,8 +168,15 @@ def beat(loglevel: str = typer.Option("INFO", help="Log level.")) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    from pydantic import ValidationError
+
     try:
         cli()
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        name = "CADRE_" + "_".join(str(part) for part in problem["loc"]).upper()
+        print(f"error: invalid setting {name}: {problem['msg']}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
 

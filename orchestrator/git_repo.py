@@ -26,7 +26,10 @@ ORIGIN_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
 NETWORK_TIMEOUT_S = 600.0  # ls-remote and push
 FETCH_TIMEOUT_S = 1800.0
 _GENERIC_LINES = ("could not read from remote repository", "failed to push some refs")
-_REJECT_REASONS = ("non-fast-forward", "fetch first", "stale info")
+# Rejections that mean "the branch moved (or is moving) under you": fetch, rebase and try again.
+# A concurrent push holding the remote's ref lock shows up as "failed to update ref" / "cannot lock ref".
+_REJECT_REASONS = ("non-fast-forward", "fetch first", "stale info", "failed to update ref", "cannot lock ref",
+                   "failed to lock")
 
 
 class GitError(RuntimeError):

@@ -1,0 +1,54 @@
+"""Bad input gets one clear line on stderr, exit code 2, no traceback, and nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.services import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def stack(cadre):
+    return cadre("http://127.0.0.1:9/v1")
+
+
+def test_redis_unreachable(cadre, remote):
+    stack = cadre("http://127.0.0.1:9/v1", CADRE_REDIS_URL=f"redis://:hunter2secret@127.0.0.1:{free_port()}/0")
+    assert_one_line_error(stack.cli("status"), "Redis unreachable", "***")
+    result = stack.cli("run", "--repo", str(remote), "--goal", "x")
+    assert_one_line_error(result, "Redis unreachable")
+    assert "hunter2secret" not in result.stderr
+    assert_one_line_error(stack.cli("worker", "--role", "worker"), "Redis unreachable")
+
+
+def test_bad_run_requests_write_nothing(stack, remote, redis_client, tmp_path):
+    assert_one_line_error(stack.cli("run", "--repo", str(remote), "--goal", "  "), "goal is empty")
+    assert_one_line_error(stack.cli("run", "--repo", str(tmp_path / "nope.git"), "--goal", "x"),
+                          "cannot reach repository")
+    assert_one_line_error(stack.cli("run", "--repo", str(remote), "--goal", "x", "--branch", "nope"),
+                          "branch nope not found")
+    assert redis_client.keys("cadre:*") == []
+
+
+def test_unknown_run_id(stack, redis_client):
+    assert_one_line_error(stack.cli("status", "run-doesnotexist"), "unknown run id run-doesnotexist")
+    assert_one_line_error(stack.cli("stop", "run-doesnotexist"), "unknown run id")
+
+
+def test_role_without_model(cadre, remote, redis_client):
+    stack = cadre(None)
+    assert_one_line_error(stack.cli("worker", "--role", "worker"), "no model configured for role worker",
+                          "CADRE_WORKER_MODEL")
+    assert_one_line_error(stack.cli("run", "--repo", str(remote), "--goal", "x"), "no model configured")
+    assert_one_line_error(stack.cli("worker", "--role", "wizard"), "unknown role")
+    assert redis_client.keys("cadre:*") == []

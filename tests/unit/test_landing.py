@@ -1,0 +1,63 @@
+"""Landing a commit with a real bare remote: rejected pushes are rebased and retried."""
+
+from __future__ import annotations
+
+from orchestrator.git_repo import commit_all
+from orchestrator.workspace import prepare_cache, worktree_slot
+from tests.services import git, make_remote
+from workers.integrate import land, rescue_branch_name
+
+
+def test_push_rejected_by_a_concurrent_landing_is_rebased_and_retried(tmp_path):
+    remote = make_remote(tmp_path / "git", {"a.txt": "a\n"})
+    other = tmp_path / "other"
+    git("clone", str(remote), str(other))
+    cache = prepare_cache(tmp_path / "data", str(remote))
+    competing_pushes = []
+
+    def competitor_lands_first() -> bool:
+        # Called just before each push: the first time, someone else lands on the branch.
+        if not competing_pushes:
+            (other / "b.txt").write_text("b\n")
+            git("add", "-A", cwd=other)
+            git("commit", "-m", "competitor", cwd=other)
+            git("push", "origin", "HEAD:main", cwd=other)
+            competing_pushes.append(git("rev-parse", "HEAD", cwd=other))
+        return True
+
+    with worktree_slot(cache, "worker", "refs/remotes/origin/main") as worktree:
+        (worktree / "c.txt").write_text("c\n")
+        commit_all(worktree, "mine\n\nCadre-Item: item-1", "Agent", "agent@example.com")
+        result = land(worktree, cache, "main", "item-1", 1, 5, competitor_lands_first)
+    assert result.landed and result.retries == 1
+    assert git("rev-parse", "main", cwd=remote) == result.commit
+    assert git("rev-parse", f"{result.commit}~1", cwd=remote) == competing_pushes[0]
+
+
+def test_conflicting_commit_goes_to_a_rescue_branch(tmp_path):
+    remote = make_remote(tmp_path / "git", {"a.txt": "a\n"})
+    other = tmp_path / "other"
+    git("clone", str(remote), str(other))
+    cache = prepare_cache(tmp_path / "data", str(remote))
+    with worktree_slot(cache, "worker", "refs/remotes/origin/main") as worktree:
+        (worktree / "a.txt").write_text("mine\n")
+        mine = commit_all(worktree, "mine", "Agent", "agent@example.com")
+        (other / "a.txt").write_text("theirs\n")
+        git("commit", "-am", "theirs", cwd=other)
+        git("push", "origin", "HEAD:main", cwd=other)
+        result = land(worktree, cache, "main", "item-2", 1, 5, lambda: True)
+    assert not result.landed and result.conflicted_paths == ["a.txt"]
+    assert result.rescue_branch == rescue_branch_name("item-2", 1)
+    assert git("rev-parse", f"refs/heads/{result.rescue_branch}", cwd=remote) == mine
+
+
+def test_stale_attempt_never_pushes_to_the_branch(tmp_path):
+    remote = make_remote(tmp_path / "git", {"a.txt": "a\n"})
+    cache = prepare_cache(tmp_path / "data", str(remote))
+    before = git("rev-parse", "main", cwd=remote)
+    with worktree_slot(cache, "worker", "refs/remotes/origin/main") as worktree:
+        (worktree / "z.txt").write_text("z\n")
+        commit_all(worktree, "zombie", "Agent", "agent@example.com")
+        result = land(worktree, cache, "main", "item-3", 2, 5, lambda: False)
+    assert not result.landed and git("rev-parse", "main", cwd=remote) == before
+    assert git("rev-parse", f"refs/heads/{result.rescue_branch}", cwd=remote) == result.commit
