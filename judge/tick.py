@@ -11,13 +11,16 @@ from orchestrator.cycle_flow import close_cycle, node_maybe_settled
 from orchestrator.models import SETTLED_NODE_STATUSES, CycleStatus, NodeStatus, now
 from orchestrator.settings import CadreSettings
 from orchestrator.store import Store
+from judge.reaper import reap_lapsed_attempts
 
 log = logging.getLogger(__name__)
 PLANNER_GRACE_SECONDS = 120
 
 
 def tick(store: Store, settings: CadreSettings) -> None:
-    """For every active run: settle a root whose children all settled, and hand a settled root's cycle to the judge."""
+    """Reap lapsed leases; then, for every active run, settle a root whose children all settled and hand
+    a settled root's cycle to the judge."""
+    reap_lapsed_attempts(store, settings)
     for run_id in store.active_run_ids():
         run = store.run(run_id)
         cycle = store.cycle(run_id, run.cycle)

@@ -7,6 +7,7 @@ from pathlib import Path
 from orchestrator.agent_loop import AgentLoop, AgentResult, Tool, Transcript
 from orchestrator.models import TERMINAL_RUN_STATUSES
 from orchestrator.settings import Role, get_settings
+from orchestrator.shutdown import shutdown_requested
 from orchestrator.store import Store
 
 
@@ -16,10 +17,11 @@ def transcript_path(run_id: str, name: str) -> Path:
 
 
 def run_role_agent(store: Store, role: Role, run_id: str, transcript_name: str, system: str, user: str,
-                   tools: list[Tool]) -> AgentResult:
+                   tools: list[Tool], max_steps: int | None = None) -> AgentResult:
     """Run the builtin agent of `role`; every call's tokens and cost are added to the run's usage.
 
-    The agent stops at its next step once the run has ended (stopped, out of budget...).
+    The agent stops at its next step once the run has ended (stopped, out of budget...) or this
+    process was asked to shut down (SIGTERM).
     """
     from orchestrator.model_access import LiteLLMModel  # litellm's import is slow: only when a model is called
 
@@ -28,12 +30,12 @@ def run_role_agent(store: Store, role: Role, run_id: str, transcript_name: str, 
     def record(reply) -> None:
         store.add_usage(run_id, role, reply.tokens, reply.cost_usd)
 
-    def run_has_ended() -> bool:
-        return store.run(run_id).status in TERMINAL_RUN_STATUSES
+    def must_stop() -> bool:
+        return shutdown_requested() or store.run(run_id).status in TERMINAL_RUN_STATUSES
 
     loop = AgentLoop(
-        model=LiteLLMModel(settings, role), tools=tools, max_steps=settings.max_steps_for(role),
+        model=LiteLLMModel(settings, role), tools=tools, max_steps=max_steps or settings.max_steps_for(role),
         output_limit=settings.tool_output_chars, transcript=Transcript(transcript_path(run_id, transcript_name)),
-        on_reply=record, should_stop=run_has_ended,
+        on_reply=record, should_stop=must_stop,
     )
     return loop.run(system, user)

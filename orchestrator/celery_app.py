@@ -53,6 +53,10 @@ def make_celery(settings: CadreSettings) -> Celery:
         broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
         result_expires=24 * 3600,
+        # Task state reaches Flower through events; results are not stored (they are ids and None).
+        task_ignore_result=True,
+        result_backend_always_retry=True,
+        result_backend_max_retries=30,
         worker_send_task_events=True,
         task_send_sent_event=True,
         task_track_started=True,

@@ -29,7 +29,7 @@ def fail(message: str, code: int = 2) -> None:
 def _store():
     from orchestrator.store import get_store
 
-    return get_store()
+    return get_store(patient=False)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -150,6 +150,9 @@ def worker(
     import_module(TASK_MODULES_BY_ROLE[role])
     import_module("orchestrator.model_access")  # litellm's slow import, done once before the pool forks
     from orchestrator.celery_app import app
+    from orchestrator.shutdown import connect_worker_signals
+
+    connect_worker_signals()
 
     app.worker_main(["worker", "-Q", QUEUE_BY_ROLE[role], "-c", str(concurrency), "-O", "fair",
                      "-n", f"{role}-{uuid.uuid4().hex[:6]}@%h", "--loglevel", loglevel])

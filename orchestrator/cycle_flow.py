@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.dispatch import dispatch_judge, dispatch_planner
-from orchestrator.models import Cycle, PlannerNode, WorkItem, new_id
+from orchestrator.dispatch import dispatch_judge, dispatch_planner, dispatch_work_item
+from orchestrator.models import Cycle, Handoff, HandoffStatus, ItemStatus, PlannerNode, WorkItem, new_id
 from orchestrator.store import Store
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,28 @@ def item_settled(store: Store, item: WorkItem) -> None:
     store.emit(item.run_id, "item_settled", item_id=item.id, status=item.status.value,
                commit=item.handoff.commit if item.handoff else None)
     node_maybe_settled(store, item.node_id)
+
+
+def requeue_or_fail(store: Store, item: WorkItem, reason: str, max_attempts: int,
+                    handoff: Handoff | None = None) -> bool:
+    """Give a running attempt's item to a new attempt at once, or settle it `failed` past `max_attempts`.
+
+    True if it was requeued. Nothing happens when `item.attempt` no longer runs (someone else acted).
+    """
+    if item.attempt >= max_attempts:
+        failed = (handoff or Handoff(status=HandoffStatus.FAILED, attempt=item.attempt)).model_copy(
+            update={"summary": f"gave up after {item.attempt} attempts; last: {reason}"})
+        settled = store.settle_item(item.id, item.attempt, ItemStatus.FAILED, failed)
+        if settled is not None:
+            item_settled(store, settled)
+        return False
+    if store.requeue_item(item.id, item.attempt) is None:
+        return False
+    store.emit(item.run_id, "item_requeued", item_id=item.id, attempt=item.attempt, reason=reason,
+               rescue_branch=handoff.rescue_branch if handoff else None)
+    dispatch_work_item(item.id)
+    log.info("item %s attempt %s requeued: %s", item.id, item.attempt, reason)
+    return True
 
 
 def node_maybe_settled(store: Store, node_id: str) -> None:

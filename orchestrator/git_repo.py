@@ -357,13 +357,27 @@ def commits_between(path: PathArg, base: str, head: str) -> list[str]:
     return _call(path, "rev_list", "--reverse", f"{base}..{head}", "--").split()
 
 
-def branch_has_trailer(path: PathArg, rev: str, trailer_line: str, max_count: int = 500) -> bool:
-    """Whether one of the last `max_count` commits reachable from `rev` has `trailer_line` as a line."""
+def commit_with_trailer(path: PathArg, rev: str, trailer_line: str, max_count: int = 500) -> str | None:
+    """The newest of the last `max_count` commits reachable from `rev` with `trailer_line` as a line, or None."""
     _check(revision=rev)
     wanted = trailer_line.strip()
     recent = _call(path, "rev_list", f"--max-count={max_count}", rev, "--").split()
     if not wanted or not recent:
-        return False
-    out = _call(path, "log", "--no-walk=unsorted", "--format=%B%x00", "--fixed-strings", f"--grep={wanted}",
+        return None
+    out = _call(path, "log", "--no-walk=unsorted", "--format=%H%x01%B%x00", "--fixed-strings", f"--grep={wanted}",
                 *recent)
-    return any(line.strip() == wanted for body in out.split("\0") for line in body.splitlines())
+    for entry in out.split("\0"):
+        sha, _, body = entry.strip().partition("\x01")
+        if any(line.strip() == wanted for line in body.splitlines()):
+            return sha
+    return None
+
+
+def branch_has_trailer(path: PathArg, rev: str, trailer_line: str, max_count: int = 500) -> bool:
+    """Whether one of the last `max_count` commits reachable from `rev` has `trailer_line` as a line."""
+    return commit_with_trailer(path, rev, trailer_line, max_count) is not None
+
+
+def stage_all(path: PathArg) -> None:
+    """`git add -A` in a worktree (e.g. after resolving conflicts)."""
+    _call(path, "add", "-A")

@@ -86,7 +86,11 @@ class CadreSettings(BaseSettings):
 
     push_attempts: int = Field(default=12, ge=1)
     """Fetch → rebase → push tries before a worker gives up and rescues its commit."""
-    lease_seconds: int = Field(default=60, ge=5)
+    max_attempts: int = Field(default=3, ge=1)
+    """Attempts of one work item (lost workers, stops, errors) before it settles `failed`."""
+    conflict_max_steps: int = Field(default=15, ge=1)
+    """Model calls of a worker's conflict-resolution turn after a rebase conflict."""
+    lease_seconds: int = Field(default=60, ge=3)
     """TTL of a running attempt's lease; a heartbeat refreshes it every third of that."""
     tick_seconds: float = Field(default=30.0, gt=0)
     """Period of `cadre beat`'s judge tick (the safety net for lost triggers)."""

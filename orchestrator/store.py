@@ -1,169 +1,39 @@
-"""Cadre's state in Redis: runs, cycles, planner nodes, work items, leases and event streams.
-
-Records are pydantic models stored as JSON under the `cadre:` prefix. Every state transition is an
-optimistic transaction (WATCH / MULTI): it reads the record, checks the transition is allowed, and
-writes it back only if nobody changed it meanwhile, so two processes racing on one transition
-cannot both win.
-"""
+"""Cadre's state in Redis: runs, cycles, planner nodes, work items, leases and event streams."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from typing import TypeVar
 
-import redis
 
+from orchestrator.item_records import ItemRecords
 from orchestrator.models import (
-    SETTLED_ITEM_STATUSES,
     TERMINAL_RUN_STATUSES,
-    Contract,
     Cycle,
     CycleStatus,
     Event,
-    Handoff,
-    ItemStatus,
     NodeStatus,
     PlannerNode,
     Run,
     RunStatus,
     Verdict,
-    WorkItem,
     now,
+)
+from orchestrator.redis_records import (  # noqa: F401  (re-exported: the store's public errors and helpers)
+    Keys,
+    StoreUnavailable,
+    TransitionRefused,
+    UnknownRecord,
+    connect,
+    redact_url,
 )
 
 log = logging.getLogger(__name__)
-M = TypeVar("M", bound=Contract)
 EVENT_STREAM_MAXLEN = 100_000
 
 
-class StoreUnavailable(RuntimeError):
-    """Redis cannot be reached."""
-
-
-class TransitionRefused(RuntimeError):
-    """A state transition is not allowed from the record's current state."""
-
-
-class UnknownRecord(KeyError):
-    """No record with that id exists."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "unknown record"
-
-
-def connect(url: str) -> redis.Redis:
-    """A Redis client for `url` that has answered a PING; StoreUnavailable (one line) otherwise."""
-    client = redis.Redis.from_url(
-        url, decode_responses=True, socket_connect_timeout=3, socket_timeout=30, health_check_interval=30
-    )
-    try:
-        client.ping()
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise StoreUnavailable(f"Redis unreachable at {redact_url(url)}: {exc}") from None
-    return client
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
-
-
-class Keys:
-    """Every Redis key Cadre uses, in one place."""
-
-    @staticmethod
-    def run(run_id: str) -> str:
-        return f"cadre:run:{run_id}"
-
-    @staticmethod
-    def runs() -> str:
-        return "cadre:runs"
-
-    @staticmethod
-    def active_runs() -> str:
-        return "cadre:runs:active"
-
-    @staticmethod
-    def usage(run_id: str) -> str:
-        return f"cadre:run:{run_id}:usage"
-
-    @staticmethod
-    def events(run_id: str) -> str:
-        return f"cadre:run:{run_id}:events"
-
-    @staticmethod
-    def run_items(run_id: str) -> str:
-        return f"cadre:run:{run_id}:items"
-
-    @staticmethod
-    def run_nodes(run_id: str) -> str:
-        return f"cadre:run:{run_id}:nodes"
-
-    @staticmethod
-    def cycle(run_id: str, number: int) -> str:
-        return f"cadre:cycle:{run_id}:{number}"
-
-    @staticmethod
-    def cycle_items(run_id: str, number: int) -> str:
-        return f"cadre:cycle:{run_id}:{number}:items"
-
-    @staticmethod
-    def node(node_id: str) -> str:
-        return f"cadre:node:{node_id}"
-
-    @staticmethod
-    def node_pending(node_id: str) -> str:
-        return f"cadre:node:{node_id}:pending"
-
-    @staticmethod
-    def node_items(node_id: str) -> str:
-        return f"cadre:node:{node_id}:items"
-
-    @staticmethod
-    def item(item_id: str) -> str:
-        return f"cadre:item:{item_id}"
-
-    @staticmethod
-    def lease(item_id: str) -> str:
-        return f"cadre:lease:{item_id}"
-
-
-class Store:
+class Store(ItemRecords):
     """Typed access to Cadre's records in one Redis database."""
-
-    def __init__(self, client: redis.Redis):
-        self.redis = client
-
-    # -- generic record access -------------------------------------------------------------
-    def _load(self, key: str, model: type[M], conn: redis.Redis | None = None) -> M:
-        raw = (conn or self.redis).get(key)
-        if raw is None:
-            raise UnknownRecord(f"no {model.__name__.lower()} at {key}")
-        return model.model_validate_json(raw)
-
-    def _transition(self, key: str, model: type[M], change: Callable[[M], M], extra_watch: tuple[str, ...] = (),
-                    also: Callable[[redis.client.Pipeline, M, M], None] | None = None) -> M:
-        """Apply `change` to the record at `key` atomically; `also` queues more writes in the same MULTI."""
-        result: dict[str, M] = {}
-
-        def attempt(pipe: redis.client.Pipeline) -> None:
-            current = self._load(key, model, pipe)
-            updated = change(current)
-            pipe.multi()
-            pipe.set(key, updated.model_dump_json())
-            if also is not None:
-                also(pipe, current, updated)
-            result["value"] = updated
-
-        self.redis.transaction(attempt, key, *extra_watch)
-        return result["value"]
 
     # -- runs ------------------------------------------------------------------------------
     def create_run(self, run: Run, cycle: Cycle, root: PlannerNode) -> None:
@@ -328,85 +198,6 @@ class Store:
     def node_item_ids(self, node_id: str) -> list[str]:
         return list(self.redis.lrange(Keys.node_items(node_id), 0, -1))
 
-    # -- work items ------------------------------------------------------------------------
-    def add_item(self, item: WorkItem, max_per_cycle: int) -> bool:
-        """Record a new pending item on its node and cycle; False if the cycle is full."""
-        cycle_key = Keys.cycle_items(item.run_id, item.cycle)
-
-        def attempt(pipe: redis.client.Pipeline) -> bool:
-            if pipe.llen(cycle_key) >= max_per_cycle:
-                return False
-            pipe.multi()
-            pipe.set(Keys.item(item.id), item.model_dump_json())
-            pipe.sadd(Keys.node_pending(item.node_id), item.id)
-            pipe.rpush(Keys.node_items(item.node_id), item.id)
-            pipe.rpush(cycle_key, item.id)
-            pipe.rpush(Keys.run_items(item.run_id), item.id)
-            return True
-
-        return self.redis.transaction(attempt, cycle_key, value_from_callable=True)
-
-    def item(self, item_id: str) -> WorkItem:
-        try:
-            return self._load(Keys.item(item_id), WorkItem)
-        except UnknownRecord:
-            raise UnknownRecord(f"unknown work item {item_id}") from None
-
-    def items(self, item_ids: list[str]) -> list[WorkItem]:
-        """Load many items in one round trip (missing ones are skipped)."""
-        if not item_ids:
-            return []
-        raws = self.redis.mget([Keys.item(i) for i in item_ids])
-        return [WorkItem.model_validate_json(raw) for raw in raws if raw is not None]
-
-    def run_item_ids(self, run_id: str) -> list[str]:
-        return list(self.redis.lrange(Keys.run_items(run_id), 0, -1))
-
-    def claim_item(self, item_id: str, lease_seconds: int) -> WorkItem | None:
-        """Take a pending item: `running`, next attempt number, lease set. None if not pending."""
-        def change(item: WorkItem) -> WorkItem:
-            if item.status is not ItemStatus.PENDING:
-                raise TransitionRefused(f"item {item_id} is {item.status}")
-            return item.model_copy(update={"status": ItemStatus.RUNNING, "attempt": item.attempt + 1,
-                                           "started_at": now()})
-
-        def also(pipe, _old, new: WorkItem) -> None:
-            pipe.set(Keys.lease(item_id), new.attempt, ex=lease_seconds)
-
-        try:
-            return self._transition(Keys.item(item_id), WorkItem, change, also=also)
-        except TransitionRefused:
-            return None
-
-    def refresh_lease(self, item_id: str, attempt: int, lease_seconds: int) -> bool:
-        """Extend the lease if `attempt` still holds it; False if the lease is gone or taken."""
-        key = Keys.lease(item_id)
-        held = self.redis.get(key)
-        if held is None or int(held) != attempt:
-            return False
-        return bool(self.redis.set(key, attempt, ex=lease_seconds, xx=True))
-
-    def settle_item(self, item_id: str, attempt: int, status: ItemStatus, handoff: Handoff) -> WorkItem | None:
-        """Settle a running attempt with its handoff and drop it from its node's pending set, atomically.
-
-        None if the item is not running `attempt` (already settled or taken over): nothing is written.
-        """
-        assert status in SETTLED_ITEM_STATUSES
-
-        def change(item: WorkItem) -> WorkItem:
-            if item.status is not ItemStatus.RUNNING or item.attempt != attempt:
-                raise TransitionRefused(f"item {item_id} is {item.status} at attempt {item.attempt}")
-            return item.model_copy(update={"status": status, "handoff": handoff, "settled_at": now()})
-
-        def also(pipe, _old, new: WorkItem) -> None:
-            pipe.srem(Keys.node_pending(new.node_id), item_id)
-            pipe.delete(Keys.lease(item_id))
-
-        try:
-            return self._transition(Keys.item(item_id), WorkItem, change, also=also)
-        except TransitionRefused:
-            return None
-
     # -- usage and events ------------------------------------------------------------------
     def add_usage(self, run_id: str, role: str, tokens: int, cost_usd: float) -> None:
         """Add one model call's tokens and cost to the run's totals (overall and per role)."""
@@ -438,11 +229,15 @@ class Store:
 _store: Store | None = None
 
 
-def get_store() -> Store:
-    """The process-wide store on `CADRE_REDIS_URL` (connected and pinged on first use)."""
+def get_store(patient: bool = True) -> Store:
+    """The process-wide store on `CADRE_REDIS_URL` (connected and pinged on first use).
+
+    Long-running processes get a patient client (see `connect`); the CLI asks for an impatient one
+    so that an unreachable Redis is reported at once.
+    """
     global _store
     if _store is None:
         from orchestrator.settings import get_settings
 
-        _store = Store(connect(get_settings().redis_url))
+        _store = Store(connect(get_settings().redis_url, patient=patient))
     return _store

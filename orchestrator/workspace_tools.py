@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 from orchestrator.agent_loop import Tool, ToolError, params
@@ -18,19 +20,29 @@ def command_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not SECRET_NAME.search(k)}
 
 
-def run_command(command: str, cwd: Path, timeout: float) -> tuple[int | None, str]:
-    """Run a shell command in its own process group; on timeout the whole group is killed.
+CANCEL_POLL_SECONDS = 0.5
 
-    Returns (exit code or None on timeout, combined stdout and stderr).
+
+def run_command(command: str, cwd: Path, timeout: float, cancel: threading.Event | None = None,
+                env: dict[str, str] | None = None) -> tuple[int | None, str]:
+    """Run a shell command in its own process group; on timeout or `cancel` the whole group is killed.
+
+    Returns (exit code, or None when it was killed, and the combined stdout and stderr).
     """
     process = subprocess.Popen(
         command, shell=True, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True, env=command_environment(),
+        stdin=subprocess.DEVNULL, start_new_session=True, env=env if env is not None else command_environment(),
     )
+    deadline = time.monotonic() + timeout
     try:
-        output, _ = process.communicate(timeout=timeout)
-        return process.returncode, output.decode("utf-8", "replace")
-    except subprocess.TimeoutExpired:
+        while True:
+            wait = min(CANCEL_POLL_SECONDS, max(deadline - time.monotonic(), 0.01))
+            try:
+                output, _ = process.communicate(timeout=wait)
+                return process.returncode, output.decode("utf-8", "replace")
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
+                    break
         kill_group(process.pid)
         output, _ = process.communicate()
         return None, output.decode("utf-8", "replace")
@@ -51,9 +63,10 @@ def kill_group(pid: int) -> None:
 class WorkspaceTools:
     """Tools bound to one directory; paths outside it are refused."""
 
-    def __init__(self, root: Path, command_timeout: float):
+    def __init__(self, root: Path, command_timeout: float, cancel: threading.Event | None = None):
         self.root = root.resolve()
         self.command_timeout = command_timeout
+        self.cancel = cancel
 
     def resolve(self, path: str) -> Path:
         """`path` inside the workspace; ToolError if it escapes it."""
@@ -63,9 +76,9 @@ class WorkspaceTools:
         return candidate
 
     def bash(self, args: dict) -> str:
-        code, output = run_command(str(args["command"]), self.root, self.command_timeout)
+        code, output = run_command(str(args["command"]), self.root, self.command_timeout, self.cancel)
         if code is None:
-            return f"{output}\n[timed out after {self.command_timeout:g} s; the command's process group was killed]"
+            return f"{output}\n[killed (timeout {self.command_timeout:g} s or shutdown) with its process group]"
         return f"{output}\n[exit code {code}]"
 
     def read_file(self, args: dict) -> str:

@@ -1,7 +1,7 @@
 """Landing a worker's commit on the target branch: fetch, rebase, push, retry with jittered backoff.
 
-If the commit cannot land (a rebase conflict, the lease lost, retries spent), it is pushed to a
-rescue branch instead: nothing a worker committed is ever lost.
+If the commit cannot land (an unresolved conflict, the lease lost, retries spent), it is pushed to
+a rescue branch instead: nothing a worker committed is ever lost.
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.git_repo import BareCache, abort_rebase, head_sha, push, rebase_onto
+from orchestrator.git_repo import BareCache, abort_rebase, commit_with_trailer, head_sha, push, rebase_onto
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 5.0
+CONFLICT_TURNS = 2
+
+ConflictResolver = Callable[[list[str]], bool]
+"""Gets the conflicting paths of a stopped rebase; returns True once the rebase is complete."""
 
 
 @dataclass
@@ -37,6 +41,11 @@ def rescue_branch_name(item_id: str, attempt: int) -> str:
     return f"cadre/rescue/{item_id}/{attempt}"
 
 
+def item_trailer(item_id: str) -> str:
+    """The commit trailer naming a work item."""
+    return f"Cadre-Item: {item_id}"
+
+
 def backoff_seconds(retry: int) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**retry)]."""
     return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** retry))
@@ -44,7 +53,7 @@ def backoff_seconds(retry: int) -> float:
 
 def rescue(worktree: Path, cache: BareCache, item_id: str, attempt: int, reason: str,
            conflicted: list[str] | None = None, retries: int = 0) -> LandingResult:
-    """Push the worktree's HEAD to the attempt's rescue branch (force: the branch is the attempt's own)."""
+    """Push the worktree's HEAD to the attempt's rescue branch (forced: the branch is the attempt's own)."""
     branch = rescue_branch_name(item_id, attempt)
     result = push(worktree, cache.url, f"+HEAD:refs/heads/{branch}")
     if not result.ok:
@@ -55,27 +64,39 @@ def rescue(worktree: Path, cache: BareCache, item_id: str, attempt: int, reason:
 
 
 def land(worktree: Path, cache: BareCache, branch: str, item_id: str, attempt: int, max_attempts: int,
-         still_holds_lease: Callable[[], bool]) -> LandingResult:
+         still_holds_lease: Callable[[], bool], resolve_conflicts: ConflictResolver | None = None) -> LandingResult:
     """Rebase the worktree's commit onto the branch tip and push it, retrying on non-fast-forward.
 
-    Before each push the lease is checked (fencing): a stale attempt never pushes to the branch.
+    A conflict gets up to CONFLICT_TURNS resolution turns. Before each push the lease is checked
+    (fencing: a stale attempt never pushes to the branch) and the branch is searched for this
+    item's trailer (the same change never lands twice).
     """
     upstream = f"refs/remotes/origin/{branch}"
+    conflict_turns = 0
     for retry in range(max_attempts):
         cache.fetch()
         conflicted = rebase_onto(worktree, upstream)
         if conflicted:
-            abort_rebase(worktree)
-            return rescue(worktree, cache, item_id, attempt, "rebase conflict", conflicted, retry)
+            conflict_turns += 1
+            resolved = (conflict_turns <= CONFLICT_TURNS and resolve_conflicts is not None
+                        and resolve_conflicts(conflicted))
+            if not resolved:
+                abort_rebase(worktree)
+                return rescue(worktree, cache, item_id, attempt, "rebase conflict not resolved", conflicted, retry)
         if not still_holds_lease():
-            return rescue(worktree, cache, item_id, attempt, "lease lost before push", retries=retry)
+            return rescue(worktree, cache, item_id, attempt, "lease lost before push (stale attempt)", retries=retry)
+        landed_before = commit_with_trailer(worktree, upstream, item_trailer(item_id))
+        if landed_before is not None:
+            return rescue(worktree, cache, item_id, attempt, f"item already landed as {landed_before[:12]}",
+                          retries=retry)
         outcome = push(worktree, cache.url, f"HEAD:refs/heads/{branch}")
         if outcome.ok:
-            return LandingResult(landed=True, commit=head_sha(worktree), retries=retry)
+            return LandingResult(landed=True, commit=head_sha(worktree), retries=retry,
+                                 conflicted_paths=conflicted)
         if not outcome.rejected:
             raise RuntimeError(f"push to {branch} failed: {outcome.message}")
         delay = backoff_seconds(retry)
-        log.info("item %s: push rejected (non-fast-forward), retry %s in %.2f s", item_id, retry + 1, delay)
+        log.info("item %s: push rejected (%s), retry %s in %.2f s", item_id, outcome.message, retry + 1, delay)
         time.sleep(delay)
     return rescue(worktree, cache, item_id, attempt, f"push still rejected after {max_attempts} tries",
                   retries=max_attempts)

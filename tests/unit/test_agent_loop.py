@@ -102,5 +102,5 @@ def test_workspace_tools_refuse_paths_outside_and_edit_exactly_once(tmp_path):
     tools.edit_file({"path": "f.txt", "old": "b", "new": "c"})
     assert (tmp_path / "f.txt").read_text() == "a a c"
     assert "[exit code 3]" in tools.bash({"command": "echo hi; exit 3"})
-    assert "[timed out" in WorkspaceTools(tmp_path, command_timeout=0.5).bash({"command": "sleep 30"})
+    assert "[killed" in WorkspaceTools(tmp_path, command_timeout=0.5).bash({"command": "sleep 30"})
     assert truncate("abcdef", 100) == "abcdef"

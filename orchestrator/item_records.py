@@ -1,0 +1,117 @@
+"""Work items and their leases in Redis: add, claim, refresh, requeue, settle."""
+
+from __future__ import annotations
+
+import redis
+
+from orchestrator.models import SETTLED_ITEM_STATUSES, Handoff, ItemStatus, WorkItem, now
+from orchestrator.redis_records import Keys, RecordStore, TransitionRefused, UnknownRecord
+
+
+class ItemRecords(RecordStore):
+    """The work-item half of the store."""
+
+    def add_item(self, item: WorkItem, max_per_cycle: int) -> bool:
+        """Record a new pending item on its node and cycle; False if the cycle is full."""
+        cycle_key = Keys.cycle_items(item.run_id, item.cycle)
+
+        def attempt(pipe: redis.client.Pipeline) -> bool:
+            if pipe.llen(cycle_key) >= max_per_cycle:
+                return False
+            pipe.multi()
+            pipe.set(Keys.item(item.id), item.model_dump_json())
+            pipe.sadd(Keys.node_pending(item.node_id), item.id)
+            pipe.rpush(Keys.node_items(item.node_id), item.id)
+            pipe.rpush(cycle_key, item.id)
+            pipe.rpush(Keys.run_items(item.run_id), item.id)
+            return True
+
+        return self.redis.transaction(attempt, cycle_key, value_from_callable=True)
+
+    def item(self, item_id: str) -> WorkItem:
+        try:
+            return self._load(Keys.item(item_id), WorkItem)
+        except UnknownRecord:
+            raise UnknownRecord(f"unknown work item {item_id}") from None
+
+    def items(self, item_ids: list[str]) -> list[WorkItem]:
+        """Load many items in one round trip (missing ones are skipped)."""
+        if not item_ids:
+            return []
+        raws = self.redis.mget([Keys.item(i) for i in item_ids])
+        return [WorkItem.model_validate_json(raw) for raw in raws if raw is not None]
+
+    def run_item_ids(self, run_id: str) -> list[str]:
+        return list(self.redis.lrange(Keys.run_items(run_id), 0, -1))
+
+    def claim_item(self, item_id: str, lease_seconds: int) -> WorkItem | None:
+        """Take a pending item: `running`, next attempt number, lease set. None if not pending."""
+        def change(item: WorkItem) -> WorkItem:
+            if item.status is not ItemStatus.PENDING:
+                raise TransitionRefused(f"item {item_id} is {item.status}")
+            return item.model_copy(update={"status": ItemStatus.RUNNING, "attempt": item.attempt + 1,
+                                           "started_at": now()})
+
+        def also(pipe, _old, new: WorkItem) -> None:
+            pipe.set(Keys.lease(item_id), new.attempt, ex=lease_seconds)
+            pipe.sadd(Keys.running_items(), item_id)
+
+        try:
+            return self._transition(Keys.item(item_id), WorkItem, change, also=also)
+        except TransitionRefused:
+            return None
+
+    def refresh_lease(self, item_id: str, attempt: int, lease_seconds: int) -> bool:
+        """Extend the lease if `attempt` still holds it; False if the lease is gone or taken."""
+        key = Keys.lease(item_id)
+        held = self.redis.get(key)
+        if held is None or int(held) != attempt:
+            return False
+        return bool(self.redis.set(key, attempt, ex=lease_seconds, xx=True))
+
+    def settle_item(self, item_id: str, attempt: int, status: ItemStatus, handoff: Handoff) -> WorkItem | None:
+        """Settle a running attempt with its handoff and drop it from its node's pending set, atomically.
+
+        None if the item is not running `attempt` (already settled or taken over): nothing is written.
+        """
+        assert status in SETTLED_ITEM_STATUSES
+
+        def change(item: WorkItem) -> WorkItem:
+            if item.status is not ItemStatus.RUNNING or item.attempt != attempt:
+                raise TransitionRefused(f"item {item_id} is {item.status} at attempt {item.attempt}")
+            return item.model_copy(update={"status": status, "handoff": handoff, "settled_at": now()})
+
+        def also(pipe, _old, new: WorkItem) -> None:
+            pipe.srem(Keys.node_pending(new.node_id), item_id)
+            pipe.srem(Keys.running_items(), item_id)
+            pipe.delete(Keys.lease(item_id))
+
+        try:
+            return self._transition(Keys.item(item_id), WorkItem, change, also=also)
+        except TransitionRefused:
+            return None
+
+    def requeue_item(self, item_id: str, attempt: int) -> WorkItem | None:
+        """Put running `attempt` back to pending (its worker was lost or stopped); None if not running it."""
+        def change(item: WorkItem) -> WorkItem:
+            if item.status is not ItemStatus.RUNNING or item.attempt != attempt:
+                raise TransitionRefused(f"item {item_id} is {item.status} at attempt {item.attempt}")
+            return item.model_copy(update={"status": ItemStatus.PENDING})
+
+        def also(pipe, _old, _new) -> None:
+            pipe.srem(Keys.running_items(), item_id)
+            pipe.delete(Keys.lease(item_id))
+
+        try:
+            return self._transition(Keys.item(item_id), WorkItem, change, also=also)
+        except TransitionRefused:
+            return None
+
+    def running_item_ids(self) -> list[str]:
+        """Items with a running attempt, in any run."""
+        return sorted(self.redis.smembers(Keys.running_items()))
+
+    def lease_holder(self, item_id: str) -> int | None:
+        """The attempt number holding the item's lease, or None if the lease has lapsed."""
+        held = self.redis.get(Keys.lease(item_id))
+        return int(held) if held is not None else None

@@ -1,0 +1,56 @@
+"""Graceful shutdown of worker processes: SIGTERM asks the running agent to stop at its next step.
+
+Celery's warm shutdown waits for running tasks, which may run for an hour. Instead, SIGTERM (sent
+to the main process by `docker stop` or Kubernetes, or to the whole process group) is forwarded to
+the pool processes, where it only sets a flag: the agent stops at its next step, its work in
+progress is pushed to a rescue branch, and the item is requeued at once for another worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+log = logging.getLogger(__name__)
+_requested = threading.Event()
+
+
+def shutdown_requested() -> bool:
+    """Whether this process was asked to shut down."""
+    return _requested.is_set()
+
+
+def shutdown_event() -> threading.Event:
+    """The event set when this process is asked to shut down (for waits that must wake up on it)."""
+    return _requested
+
+
+def _on_sigterm(signum, _frame) -> None:
+    if not _requested.is_set():
+        log.warning("SIGTERM: stopping the running agent at its next step")
+    _requested.set()
+
+
+def install_stop_handler() -> None:
+    """Make SIGTERM set the shutdown flag in this process instead of killing it."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _forward_to_pool(**_kwargs) -> None:
+    from billiard.process import active_children
+
+    for child in active_children():
+        try:
+            os.kill(child.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+
+
+def connect_worker_signals() -> None:
+    """Wire the above into Celery: pool processes install the handler; the main process forwards SIGTERM."""
+    from celery.signals import worker_process_init, worker_shutting_down
+
+    worker_process_init.connect(lambda **_kw: install_stop_handler(), weak=False)
+    worker_shutting_down.connect(_forward_to_pool, weak=False)

@@ -1,0 +1,120 @@
+"""One attempt's work inside a worktree: agent, commit, land; work in progress never lost."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.agent_loop import Tool, params
+from orchestrator.agent_runner import run_role_agent
+from orchestrator.git_repo import BareCache, commit_all, commit_with_trailer, commits_between, diff_stats
+from orchestrator.models import Handoff, HandoffStatus, ItemStatus, Run, WorkItem
+from orchestrator.prompts import render
+from orchestrator.settings import CadreSettings
+from orchestrator.shutdown import shutdown_event, shutdown_requested
+from orchestrator.store import Store
+from orchestrator.workspace import prepare_cache, worktree_slot
+from orchestrator.workspace_tools import WorkspaceTools
+from workers.conflicts import conflict_resolver
+from workers.integrate import item_trailer, land, rescue
+from workers.lease import LeaseHeartbeat
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ends: settle with `status`, or (status None) requeue for a new attempt."""
+
+    status: ItemStatus | None
+    handoff: Handoff
+    reason: str = ""
+
+
+def commit_message(item: WorkItem, summary: str) -> str:
+    """The commit message: the item's title, the agent's summary, and trailers naming item and attempt."""
+    body = summary.strip() or "(no summary)"
+    return f"{item.title}\n\n{body}\n\n{item_trailer(item.id)}\nCadre-Attempt: {item.attempt}\n"
+
+
+def attempt_item(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease: LeaseHeartbeat) -> Outcome:
+    """Carry out one attempt; a change already on the branch (an earlier attempt landed it) is not redone."""
+    cache = prepare_cache(settings.data_dir, run.repo)
+    upstream = f"refs/remotes/origin/{run.branch}"
+    landed = commit_with_trailer(cache.path, upstream, item_trailer(item.id))
+    if landed is not None:
+        return Outcome(ItemStatus.DONE, Handoff(status=HandoffStatus.LANDED, commit=landed, attempt=item.attempt,
+                                                summary="already on the branch: an earlier attempt landed it"))
+    with worktree_slot(cache, "worker", upstream) as worktree:
+        try:
+            return _work(store, settings, run, item, lease, cache, worktree)
+        except BaseException:
+            preserve_work(settings, cache, item, worktree, upstream)
+            raise
+
+
+def preserve_work(settings: CadreSettings, cache: BareCache, item: WorkItem, worktree: Path, upstream: str) -> str | None:
+    """Commit anything uncommitted and push unlanded commits to the rescue branch; returns its name, if any.
+
+    Called before a worktree is given up on an error path: a slot reset must never destroy work.
+    """
+    try:
+        commit_all(worktree, f"WIP: {item.title}\n\n{item_trailer(item.id)}\nCadre-Attempt: {item.attempt}\n",
+                   settings.git_author_name, settings.git_author_email)
+        if commits_between(worktree, upstream, "HEAD"):
+            return rescue(worktree, cache, item.id, item.attempt, "attempt ended by an error").rescue_branch
+    except Exception:  # preserving is best effort on an error path: log it, keep the original error
+        log.exception("item %s attempt %s: could not preserve work in progress", item.id, item.attempt)
+    return None
+
+
+def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease: LeaseHeartbeat,
+          cache: BareCache, worktree: Path) -> Outcome:
+    result = _run_agent(store, settings, run, item, worktree)
+    summary = str(result.final_arguments.get("summary") or f"agent ended: {result.status}")
+    measured = dict(tokens=result.tokens, cost_usd=round(result.cost_usd, 6), attempt=item.attempt)
+    if result.status == "stopped":
+        return _stopped(settings, item, worktree, cache, measured)
+    sha = commit_all(worktree, commit_message(item, summary), settings.git_author_name, settings.git_author_email)
+    if sha is None:
+        return Outcome(ItemStatus.DONE, Handoff(status=HandoffStatus.NO_CHANGE, summary=summary, **measured))
+    resolver = conflict_resolver(store, settings, run, item, worktree)
+    landing = land(worktree, cache, run.branch, item.id, item.attempt, settings.push_attempts, lease.still_holds,
+                   resolver)
+    stats = diff_stats(worktree, f"{landing.commit}~1", landing.commit)
+    store.emit(run.id, "pushed" if landing.landed else "rescued", item_id=item.id, attempt=item.attempt,
+               commit=landing.commit, retries=landing.retries, rescue_branch=landing.rescue_branch,
+               reason=landing.reason, conflicted_paths=landing.conflicted_paths)
+    if not landing.landed:
+        summary = f"{summary}\n[not landed: {landing.reason}; commit kept on {landing.rescue_branch}]"
+    handoff = Handoff(
+        status=HandoffStatus.LANDED if landing.landed else HandoffStatus.RESCUED, summary=summary,
+        commit=landing.commit if landing.landed else None, rescue_branch=landing.rescue_branch,
+        files_changed=stats.files, insertions=stats.insertions, deletions=stats.deletions,
+        conflicted_paths=landing.conflicted_paths, **measured,
+    )
+    return Outcome(ItemStatus.DONE if landing.landed else ItemStatus.FAILED, handoff, landing.reason)
+
+
+def _stopped(settings: CadreSettings, item: WorkItem, worktree: Path, cache: BareCache, measured: dict) -> Outcome:
+    """The agent stopped early: its work in progress goes to the rescue branch; requeue on shutdown."""
+    reason = "worker shutting down" if shutdown_requested() else "run ended"
+    wip = commit_all(worktree, f"WIP: {item.title}\n\nStopped: {reason}\n\n{item_trailer(item.id)}\n"
+                               f"Cadre-Attempt: {item.attempt}\n", settings.git_author_name, settings.git_author_email)
+    branch = rescue(worktree, cache, item.id, item.attempt, reason).rescue_branch if wip else None
+    handoff = Handoff(status=HandoffStatus.RESCUED if branch else HandoffStatus.FAILED, rescue_branch=branch,
+                      summary=f"stopped: {reason}" + (f"; work in progress on {branch}" if branch else ""), **measured)
+    return Outcome(None if shutdown_requested() else ItemStatus.FAILED, handoff, reason)
+
+
+def _run_agent(store: Store, settings: CadreSettings, run: Run, item: WorkItem, worktree: Path):
+    tools = WorkspaceTools(worktree, settings.command_timeout_seconds, shutdown_event())
+    finish = Tool("finish", "End the task with a summary of what you changed and anything the planner should know.",
+                  params(["summary"], summary="what was done, concerns, findings"), lambda _a: "finished",
+                  terminal=True)
+    variables = dict(goal=run.goal, branch=run.branch, title=item.title, instructions=item.instructions,
+                     scope=item.scope, acceptance=item.acceptance)
+    return run_role_agent(store, "worker", run.id, f"worker-{item.id}-{item.attempt}",
+                          render("worker", "system", **variables), render("worker", "task", **variables),
+                          tools.explore_tools() + tools.edit_tools() + [finish])

@@ -1,0 +1,60 @@
+"""The worker's conflict-resolution turn: its agent fixes a stopped rebase in the worktree."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from orchestrator.agent_loop import Tool, params
+from orchestrator.agent_runner import run_role_agent
+from orchestrator.git_repo import continue_rebase, stage_all
+from orchestrator.models import Run, WorkItem
+from orchestrator.prompts import render
+from orchestrator.settings import CadreSettings
+from orchestrator.shutdown import shutdown_event
+from orchestrator.store import Store
+from orchestrator.workspace_tools import WorkspaceTools
+
+log = logging.getLogger(__name__)
+CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
+
+
+def still_marked(worktree: Path, paths: list[str]) -> list[str]:
+    """The paths among `paths` that still contain conflict markers."""
+    marked = []
+    for path in paths:
+        file = worktree / path
+        if file.is_file():
+            text = file.read_text(encoding="utf-8", errors="replace")
+            if any(line.startswith(CONFLICT_MARKERS) for line in text.splitlines()):
+                marked.append(path)
+    return marked
+
+
+def conflict_resolver(store: Store, settings: CadreSettings, run: Run, item: WorkItem, worktree: Path):
+    """A resolver for `workers.integrate.land`: one bounded agent turn per conflict."""
+    turns = 0
+
+    def resolve(conflicted: list[str]) -> bool:
+        nonlocal turns
+        turns += 1
+        store.emit(run.id, "conflict", item_id=item.id, attempt=item.attempt, paths=conflicted)
+        tools = WorkspaceTools(worktree, settings.command_timeout_seconds, shutdown_event())
+        finish = Tool("finish", "End the turn once every conflict is resolved.",
+                      params(["summary"], summary="how the conflicts were resolved"), lambda _a: "finished",
+                      terminal=True)
+        variables = dict(goal=run.goal, branch=run.branch, title=item.title, instructions=item.instructions,
+                         paths=conflicted)
+        result = run_role_agent(store, "worker", run.id, f"worker-{item.id}-{item.attempt}-conflict-{turns}",
+                                render("worker", "conflict_system", **variables),
+                                render("worker", "conflict", **variables),
+                                tools.explore_tools() + tools.edit_tools() + [finish],
+                                max_steps=settings.conflict_max_steps)
+        if result.status != "finished" or still_marked(worktree, conflicted):
+            log.info("item %s: conflict turn ended %s with markers left", item.id, result.status)
+            return False
+        stage_all(worktree)
+        remaining = continue_rebase(worktree, settings.git_author_name, settings.git_author_email)
+        return not remaining
+
+    return resolve
