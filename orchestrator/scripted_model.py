@@ -217,6 +217,13 @@ class _HTTPServer(ThreadingHTTPServer):
         self.owner = owner
         super().__init__(address, _Handler)
 
+    def handle_error(self, request, client_address) -> None:
+        # A client that went away (a killed worker) is expected here; anything else is worth a trace.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            logger.debug("client %s went away before its reply", client_address)
+            return
+        super().handle_error(request, client_address)
+
 
 class ScriptedModelServer:
     """Serves `policy` over HTTP in a daemon thread. Usable as a context manager."""

@@ -48,9 +48,19 @@ def _forward_to_pool(**_kwargs) -> None:
             continue
 
 
-def connect_worker_signals() -> None:
-    """Wire the above into Celery: pool processes install the handler; the main process forwards SIGTERM."""
-    from celery.signals import worker_process_init, worker_shutting_down
+def _before_task(**_kwargs) -> None:
+    # Installed per task: billiard resets SIGTERM to its own exit handler after the pool process
+    # initialiser runs, so an earlier installation would be overwritten.
+    install_stop_handler()
+    # Celery also sends SIGTERM to cancel a task when the broker connection is lost; the pool process
+    # lives on, so a stop request only concerns the task that was running. A real shutdown stops the
+    # main process from handing out new tasks first.
+    _requested.clear()
 
-    worker_process_init.connect(lambda **_kw: install_stop_handler(), weak=False)
+
+def connect_worker_signals() -> None:
+    """Wire the above into Celery: each task installs the handler; the main process forwards SIGTERM."""
+    from celery.signals import task_prerun, worker_shutting_down
+
     worker_shutting_down.connect(_forward_to_pool, weak=False)
+    task_prerun.connect(_before_task, weak=False)

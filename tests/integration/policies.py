@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 from orchestrator.scripted_model import ScriptedReply, call, reply
 
@@ -27,12 +28,17 @@ def cycle_of(request: dict) -> int:
 
 
 def write_files_worker(request: dict) -> ScriptedReply:
-    """A worker whose task title is `write PATH: CONTENT`: writes it, then finishes. `noop` changes nothing."""
+    """A worker whose task title is `write PATH: CONTENT` (or `append PATH: LINE`) does it, then finishes.
+
+    A title starting with `noop` changes nothing."""
     if tool_results(request):
         return reply(call("finish", summary="done as asked"))
     title = re.search(r"Your task: (.*)", prompt(request)).group(1)
     if title.startswith("noop"):
         return reply(call("finish", summary="nothing needed changing"))
+    if title.startswith("append "):
+        path, _, line = title.removeprefix("append ").partition(": ")
+        return reply(call("bash", command=f"echo '{line}' >> {path}"))
     path, _, content = title.removeprefix("write ").partition(": ")
     return reply(call("write_file", path=path, content=content + "\n"))
 
@@ -88,3 +94,37 @@ def arguments_of(request: dict, tool: str) -> list[dict]:
             if tool_call["function"]["name"] == tool:
                 found.append(json.loads(tool_call["function"]["arguments"]))
     return found
+
+
+def keep_both_sides_on_conflict(base):
+    """Wrap a policy: in a conflict-resolution turn, delete the conflict markers (keeping both sides)."""
+
+    def policy(request: dict) -> ScriptedReply:
+        if "Files in conflict" in prompt(request):
+            if tool_results(request):
+                return reply(call("finish", summary="kept both sides"))
+            paths = re.findall(r"^- (\S+)$", prompt(request), re.M)
+            return reply(*(call("bash", command=f"sed -i '/^[<=>|]\\{{7\\}}/d' {path}") for path in paths))
+        return base(request)
+
+    return policy
+
+
+class Gate:
+    """Wrap a policy: every worker's first model request waits until `open()` (or 120 s)."""
+
+    def __init__(self, base):
+        self.base = base
+        self.opened = threading.Event()
+        self.waiting = 0
+        self.lock = threading.Lock()
+
+    def open(self) -> None:
+        self.opened.set()
+
+    def __call__(self, request: dict) -> ScriptedReply:
+        if "write_file" in tool_names(request) and not tool_results(request) and "Files in conflict" not in prompt(request):
+            with self.lock:
+                self.waiting += 1
+            self.opened.wait(120)
+        return self.base(request)

@@ -1,0 +1,189 @@
+"""Lose nothing, land nothing twice: killed, stopped and frozen workers, duplicates, Redis restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from orchestrator.celery_app import EXECUTE_WORK_ITEM, make_celery
+from orchestrator.models import RunStatus
+from orchestrator.scripted_model import ScriptedModelServer
+from orchestrator.settings import CadreSettings
+from orchestrator.store import Store, connect
+from tests.conftest import wait_until
+from tests.integration.policies import Gate, keep_both_sides_on_conflict, single_item_plan
+from tests.services import RedisServer, git
+
+pytestmark = pytest.mark.integration
+FAST = {"CADRE_LEASE_SECONDS": "3", "CADRE_TICK_SECONDS": "1"}
+
+
+def start(stack, workers: int, beat: bool = True) -> list:
+    stack.worker("planner")
+    stack.worker("judge")
+    if beat:
+        stack.beat()
+    return [stack.worker("worker") for _ in range(workers)]
+
+
+def start_run(stack, remote, goal="edit files") -> str:
+    result = stack.cli("run", "--repo", str(remote), "--goal", goal)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()[0]
+
+
+def claim_of(store: Store, run_id: str, attempt: int = 1) -> dict | None:
+    for event in store.events(run_id):
+        if event.type == "item_claimed" and event.data["attempt"] == attempt:
+            return event.data
+    return None
+
+
+def process_running(workers, claim: dict):
+    """The worker process whose process group contains the pid that made `claim`."""
+    pid = int(claim["worker"].rsplit(":", 1)[1])
+    group = os.getpgid(pid)
+    return next(w for w in workers if w.process.pid == group)
+
+
+def commits_with_trailer(remote, item_id: str) -> list[str]:
+    return git("log", "--format=%H", "--fixed-strings", f"--grep=Cadre-Item: {item_id}", "main", cwd=remote).split()
+
+
+def rescue_branches(remote, item_id: str) -> list[str]:
+    return git("for-each-ref", "--format=%(refname:short)", f"refs/heads/cadre/rescue/{item_id}", cwd=remote).split()
+
+
+def wait_done(store, run_id, stack, timeout=120):
+    wait_until(lambda: store.run(run_id).status is not RunStatus.RUNNING, timeout, f"run did not end\n{stack.logs()}")
+    assert store.run(run_id).status is RunStatus.DONE, stack.logs()
+
+
+def test_sigkilled_worker_group_lands_exactly_once_elsewhere(cadre, remote, store):
+    gate = Gate(single_item_plan("write a.txt: survived"))
+    with ScriptedModelServer(gate) as server:
+        stack = cadre(server.base_url, **FAST)
+        workers = start(stack, 2)
+        run_id = start_run(stack, remote)
+        claim = wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
+        victim = process_running(workers, claim)
+        os.killpg(victim.process.pid, signal.SIGKILL)
+        killed_at = time.time()
+        gate.open()
+        wait_done(store, run_id, stack)
+    [item_id] = store.run_item_ids(run_id)
+    item = store.item(item_id)
+    assert item.attempt == 2 and item.handoff.commit
+    assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
+    assert item.settled_at - killed_at < 120
+
+
+def test_same_message_delivered_twice_lands_once(cadre, remote, store, redis_url):
+    gate = Gate(single_item_plan("write b.txt: once"))
+    with ScriptedModelServer(gate) as server:
+        stack = cadre(server.base_url, **FAST)
+        start(stack, 2)
+        run_id = start_run(stack, remote)
+        wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
+        [item_id] = store.run_item_ids(run_id)
+        client = make_celery(CadreSettings(redis_url=redis_url))
+        client.send_task(EXECUTE_WORK_ITEM, args=[item_id])
+        wait_until(lambda: any(e.type == "delivery_dropped" for e in store.events(run_id)), 60, "duplicate not dropped")
+        gate.open()
+        wait_done(store, run_id, stack)
+        client.send_task(EXECUTE_WORK_ITEM, args=[item_id])  # a late redelivery after it settled
+        wait_until(lambda: sum(e.type == "delivery_dropped" for e in store.events(run_id)) == 2, 60, "late drop")
+        client.close()
+    assert store.item(item_id).attempt == 1
+    assert len(commits_with_trailer(remote, item_id)) == 1
+
+
+def test_zombie_attempt_never_pushes_and_keeps_its_work(cadre, remote, store):
+    gate = Gate(single_item_plan("write c.txt: zombie"))
+    with ScriptedModelServer(gate) as server:
+        stack = cadre(server.base_url, **FAST)
+        workers = start(stack, 2)
+        run_id = start_run(stack, remote)
+        claim = wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
+        zombie = process_running(workers, claim)
+        os.killpg(zombie.process.pid, signal.SIGSTOP)  # frozen: its lease lapses, the item is reassigned
+        gate.open()
+        wait_done(store, run_id, stack)
+        [item_id] = store.run_item_ids(run_id)
+        os.killpg(zombie.process.pid, signal.SIGCONT)
+        wait_until(lambda: any(e.type == "stale_attempt" for e in store.events(run_id)), 60,
+                   f"the zombie did not report\n{stack.logs()}")
+    item = store.item(item_id)
+    assert item.attempt == 2
+    assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
+    assert rescue_branches(remote, item_id) == [f"cadre/rescue/{item_id}/1"]
+
+
+def test_sigterm_requeues_at_once_and_the_item_lands(cadre, remote, store):
+    gate = Gate(single_item_plan("write d.txt: handed over"))
+    with ScriptedModelServer(gate) as server:
+        stack = cadre(server.base_url, CADRE_LEASE_SECONDS="300")  # no reaper: the requeue must be immediate
+        workers = start(stack, 2, beat=False)
+        run_id = start_run(stack, remote)
+        claim = wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
+        stopping = process_running(workers, claim)
+        os.kill(stopping.process.pid, signal.SIGTERM)  # the main process only, as `docker stop` does
+        sent_at = time.time()
+        time.sleep(0.5)
+        gate.open()
+        wait_done(store, run_id, stack)
+        stopping.process.wait(timeout=30)
+    [item_id] = store.run_item_ids(run_id)
+    requeued = [e for e in store.events(run_id) if e.type == "item_requeued"]
+    assert len(requeued) == 1 and requeued[0].at - sent_at < 15
+    assert requeued[0].data["rescue_branch"] == f"cadre/rescue/{item_id}/1", requeued[0].data
+    assert "d.txt" in git("ls-tree", "--name-only", f"cadre/rescue/{item_id}/1", cwd=remote)
+    item = store.item(item_id)
+    assert item.attempt == 2 and commits_with_trailer(remote, item_id) == [item.handoff.commit]
+
+
+def test_run_survives_a_redis_restart(cadre, remote, tmp_path):
+    redis_server = RedisServer(tmp_path / "own-redis").start()
+    try:
+        store = Store(connect(redis_server.url))
+        gate = Gate(single_item_plan("write e.txt: persisted", "write f.txt: persisted too"))
+        with ScriptedModelServer(gate) as server:
+            stack = cadre(server.base_url, CADRE_REDIS_URL=redis_server.url, **FAST)
+            start(stack, 2)
+            run_id = start_run(stack, remote)
+            wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
+            redis_server.stop()
+            time.sleep(2)
+            redis_server.start()
+            gate.open()
+            wait_done(store, run_id, stack, timeout=180)
+        for item_id in store.run_item_ids(run_id):
+            assert len(commits_with_trailer(remote, item_id)) == 1
+    finally:
+        redis_server.stop()
+
+
+def test_eight_workers_on_the_same_lines_lose_nothing(cadre, remote, store):
+    titles = [f"append shared.txt: value from item {k}" for k in range(8)]
+    policy = keep_both_sides_on_conflict(single_item_plan(*titles))
+    with ScriptedModelServer(policy) as server:
+        stack = cadre(server.base_url, CADRE_LEASE_SECONDS="30", CADRE_TICK_SECONDS="1")
+        stack.worker("planner")
+        stack.worker("judge")
+        stack.worker("worker", 8)
+        run_id = start_run(stack, remote)
+        wait_done(store, run_id, stack, timeout=240)
+    branch_text = git("show", "main:shared.txt", cwd=remote)
+    for item in store.items(store.run_item_ids(run_id)):
+        value = item.title.partition(": ")[2]
+        landed = commits_with_trailer(remote, item.id)
+        rescued = rescue_branches(remote, item.id)
+        assert len(landed) <= 1, f"{item.id} landed twice"
+        if landed:
+            assert value in branch_text, f"{item.id} landed but its change was lost"
+        else:
+            assert rescued and any(value in git("show", f"{b}:shared.txt", cwd=remote) for b in rescued), \
+                f"{item.id} neither landed nor rescued: {item.handoff}"
