@@ -1,101 +1,12 @@
-"""Real services for the tests: a private redis-server, Cadre worker processes, a bare git remote."""
+"""Test helpers: git with a fixed identity and bare remotes (the services live in orchestrator.local_stack)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import redis
-
-REDIS_HINT = "redis-server is not installed: install it (apt-get install redis-server, brew install redis) or " \
-             "set CADRE_TEST_REDIS_URL to a Redis the tests may flush"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of the tests' own, on a free port, data in a temporary directory."""
-
-    def __init__(self, workdir: Path, appendonly: bool = True):
-        self.workdir = workdir
-        self.port = free_port()
-        self.appendonly = appendonly
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError(REDIS_HINT)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-             "--appendonly", "yes" if self.appendonly else "no", "--save", "", "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return self
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-class CadreProcess:
-    """One `cadre` command (worker, beat...) run as a subprocess in its own process group."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
-        self.args = args
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def stop(self, timeout: float = 15) -> None:
-        """SIGTERM the group (Celery's warm shutdown), then SIGKILL whatever is left."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
-        self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+from orchestrator.local_stack import REDIS_HINT, CadreProcess, RedisServer, free_port  # noqa: F401
 
 
 def git(*args: str, cwd: Path | None = None) -> str:

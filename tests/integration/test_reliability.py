@@ -187,3 +187,20 @@ def test_eight_workers_on_the_same_lines_lose_nothing(cadre, remote, store):
         else:
             assert rescued and any(value in git("show", f"{b}:shared.txt", cwd=remote) for b in rescued), \
                 f"{item.id} neither landed nor rescued: {item.handoff}"
+
+
+def test_attempts_are_bounded_and_the_parent_still_settles(cadre, remote, store):
+    gate = Gate(single_item_plan("write g.txt: never"))
+    with ScriptedModelServer(gate) as server:
+        stack = cadre(server.base_url, CADRE_MAX_ATTEMPTS="1", **FAST)
+        workers = start(stack, 1)
+        run_id = start_run(stack, remote)
+        claim = wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
+        os.killpg(process_running(workers, claim).process.pid, signal.SIGKILL)
+        gate.open()
+        wait_done(store, run_id, stack)
+    [item_id] = store.run_item_ids(run_id)
+    item = store.item(item_id)
+    assert item.status.value == "failed" and "gave up after 1 attempts" in item.handoff.summary
+    assert "worker lost" in item.handoff.summary
+
