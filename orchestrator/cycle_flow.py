@@ -29,25 +29,26 @@ def item_settled(store: Store, item: WorkItem) -> None:
 
 
 def requeue_or_fail(store: Store, item: WorkItem, reason: str, max_attempts: int,
-                    handoff: Handoff | None = None) -> bool:
+                    handoff: Handoff | None = None) -> str:
     """Give a running attempt's item to a new attempt at once, or settle it `failed` past `max_attempts`.
 
-    True if it was requeued. Nothing happens when `item.attempt` no longer runs (someone else acted).
+    Returns "requeued", "failed", or "stale" when `item.attempt` no longer runs (someone else acted).
     """
     if item.attempt >= max_attempts:
         failed = (handoff or Handoff(status=HandoffStatus.FAILED, attempt=item.attempt)).model_copy(
             update={"summary": f"gave up after {item.attempt} attempts; last: {reason}"})
         settled = store.settle_item(item.id, item.attempt, ItemStatus.FAILED, failed)
-        if settled is not None:
-            item_settled(store, settled)
-        return False
+        if settled is None:
+            return "stale"
+        item_settled(store, settled)
+        return "failed"
     if store.requeue_item(item.id, item.attempt) is None:
-        return False
+        return "stale"
     store.emit(item.run_id, "item_requeued", item_id=item.id, attempt=item.attempt, reason=reason,
                rescue_branch=handoff.rescue_branch if handoff else None)
     dispatch_work_item(item.id)
     log.info("item %s attempt %s requeued: %s", item.id, item.attempt, reason)
-    return True
+    return "requeued"
 
 
 def node_maybe_settled(store: Store, node_id: str) -> None:

@@ -216,6 +216,19 @@ def rebase_in_progress(path: PathArg) -> bool:
     return (gd / "rebase-merge").is_dir() or (gd / "rebase-apply").is_dir()
 
 
+def unlanded_tip(path: PathArg) -> tuple[str, str] | None:
+    """(sha, message) of the worktree's own commits that no remote-tracking ref contains, or None.
+
+    During a stopped rebase the pre-rebase tip counts, so a half-done rebase hides nothing.
+    """
+    orig = _git_dir(path) / "rebase-merge" / "orig-head"
+    tip = orig.read_text(encoding="utf-8").strip() if orig.is_file() else "HEAD"
+    if not _call(path, "rev_list", "--max-count=1", tip, "--not", "--remotes", "--"):
+        return None
+    sha = _call(path, "rev_parse", tip)
+    return sha, _call(path, "log", "-1", "--format=%B", sha)
+
+
 def reset_worktree(path: PathArg, start_point: str) -> None:
     """Make the worktree exactly `start_point`: detached, no rebase/merge state, no stray files."""
     _check(start_point=start_point)

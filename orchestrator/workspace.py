@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator.git_repo import BareCache, GitError, reset_worktree, rev_sha
+from orchestrator.git_repo import BareCache, GitError, push, reset_worktree, rev_sha, unlanded_tip
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +74,36 @@ def _discard(slot: Path) -> None:
         slot.unlink()
 
 
+def salvage_unlanded(cache: BareCache, slot: Path) -> str | None:
+    """Push commits a previous user left unlanded in `slot` (a killed worker's) to a rescue branch.
+
+    The branch is `cadre/rescue/<item>/<attempt>` from the commit's trailers (with a suffix if that
+    branch exists already), or `cadre/rescue/orphan/<sha>`. Returns the branch, or None if nothing
+    needed saving. Nothing a worker committed is lost to a slot reset.
+    """
+    found = unlanded_tip(slot)
+    if found is None:
+        return None
+    sha, message = found
+    trailers = dict(re.findall(r"^(Cadre-Item|Cadre-Attempt): (\S+)$", message, re.M))
+    if "Cadre-Item" in trailers:
+        branch = f"cadre/rescue/{trailers['Cadre-Item']}/{trailers.get('Cadre-Attempt', '0')}"
+    else:
+        branch = f"cadre/rescue/orphan/{sha[:12]}"
+    for candidate in (branch, f"{branch}-{sha[:8]}"):
+        if push(slot, cache.url, f"{sha}:refs/heads/{candidate}").ok:
+            logger.warning("salvaged unlanded commit %s from slot %s to %s", sha[:12], slot, candidate)
+            return candidate
+    raise GitError(f"could not salvage unlanded commit {sha[:12]} from slot {slot}")
+
+
 def _materialise(cache: BareCache, slot: Path, start_point: str) -> None:
-    """Make `slot` a clean worktree of `cache` detached at `start_point`, reusing it when possible."""
+    """Make `slot` a clean worktree of `cache` detached at `start_point`, reusing it when possible.
+
+    Unlanded commits left in a reused slot are pushed to a rescue branch before the reset.
+    """
     if cache.owns_worktree(slot):
+        salvage_unlanded(cache, slot)
         try:
             reset_worktree(slot, start_point)
             return

@@ -63,21 +63,19 @@ def finish_attempt(store: Store, settings: CadreSettings, item: WorkItem, outcom
     """Settle or requeue the attempt; a stale attempt (its item taken over) changes nothing but an event."""
     handoff = outcome.handoff.model_copy(update={"seconds": seconds})
     if outcome.status is None:
-        if not requeue_or_fail(store, item, outcome.reason, settings.max_attempts, handoff):
-            _report_if_stale(store, item, handoff)
+        if requeue_or_fail(store, item, outcome.reason, settings.max_attempts, handoff) == "stale":
+            _report_stale(store, item, handoff)
         return
     settled = store.settle_item(item.id, item.attempt, outcome.status, handoff)
     if settled is None:
-        _report_if_stale(store, item, handoff)
+        _report_stale(store, item, handoff)
         return
     store.emit(item.run_id, "handoff", item_id=item.id, attempt=item.attempt, status=handoff.status.value,
                commit=handoff.commit, rescue_branch=handoff.rescue_branch, summary=handoff.summary)
     item_settled(store, settled)
 
 
-def _report_if_stale(store: Store, item: WorkItem, handoff: Handoff) -> None:
-    current = store.item(item.id)
-    if current.attempt != item.attempt or current.status is not ItemStatus.RUNNING:
-        store.emit(item.run_id, "stale_attempt", item_id=item.id, attempt=item.attempt,
-                   rescue_branch=handoff.rescue_branch, summary=handoff.summary)
-        log.warning("item %s attempt %s was stale; its work is on %s", item.id, item.attempt, handoff.rescue_branch)
+def _report_stale(store: Store, item: WorkItem, handoff: Handoff) -> None:
+    store.emit(item.run_id, "stale_attempt", item_id=item.id, attempt=item.attempt,
+               rescue_branch=handoff.rescue_branch, summary=handoff.summary)
+    log.warning("item %s attempt %s was stale; its work is on %s", item.id, item.attempt, handoff.rescue_branch)

@@ -61,3 +61,14 @@ def test_stale_attempt_never_pushes_to_the_branch(tmp_path):
         result = land(worktree, cache, "main", "item-3", 2, 5, lambda: False)
     assert not result.landed and git("rev-parse", "main", cwd=remote) == before
     assert git("rev-parse", f"refs/heads/{result.rescue_branch}", cwd=remote) == result.commit
+
+
+def test_reused_slot_salvages_commits_a_killed_worker_left(tmp_path):
+    remote = make_remote(tmp_path / "git", {"a.txt": "a\n"})
+    cache = prepare_cache(tmp_path / "data", str(remote))
+    with worktree_slot(cache, "worker", "refs/remotes/origin/main") as worktree:
+        (worktree / "k.txt").write_text("committed, then the worker died\n")
+        left = commit_all(worktree, "work\n\nCadre-Item: item-9\nCadre-Attempt: 2", "Agent", "agent@example.com")
+    with worktree_slot(cache, "worker", "refs/remotes/origin/main") as reused:
+        assert not (reused / "k.txt").exists()
+    assert git("rev-parse", "refs/heads/cadre/rescue/item-9/2", cwd=remote) == left
