@@ -6,6 +6,7 @@ import logging
 
 from orchestrator.agent_loop import Tool
 from orchestrator.agent_runner import run_role_agent
+from orchestrator.branch_checks import CheckResult, check_branch_head, check_history, trend
 from orchestrator.cycle_flow import start_cycle
 from orchestrator.models import TERMINAL_RUN_STATUSES, CycleStatus, Run, RunStatus, Verdict
 from orchestrator.prompts import render
@@ -14,7 +15,6 @@ from orchestrator.settings import CadreSettings, get_settings
 from orchestrator.store import Store
 from orchestrator.workspace import prepare_cache, worktree_slot
 from orchestrator.workspace_tools import WorkspaceTools
-from judge.checks import CheckResult, run_check
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +62,31 @@ def judge_cycle(store: Store, run_id: str, number: int) -> None:
 def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> Verdict:
     """Run the check and the judge agent on the branch head; an unreadable verdict is "not done"."""
     items = store.items(store.cycle_item_ids(run.id, number))
-    handoffs = [{"title": i.title, "status": i.status.value, "commit": i.handoff.commit if i.handoff else None,
-                 "summary": i.handoff.summary if i.handoff else ""} for i in items]
+    handoffs = [handoff_view(i) for i in items]
     cache = prepare_cache(settings.data_dir, run.repo)
     with worktree_slot(cache, "judge", f"refs/remotes/origin/{run.branch}") as head:
-        check = run_check(settings.check_command, head, settings.check_timeout_seconds, settings.tool_output_chars)
-        if check.command:
-            store.emit(run.id, "check", cycle=number, passed=check.passed)
+        check = check_branch_head(store, settings, run.id, number, head, "judge")
         verdict_tool = Tool("verdict", "Give the verdict on the cycle: is the goal met?", VERDICT_PARAMETERS,
                             lambda _a: "verdict recorded", terminal=True)
         tools = WorkspaceTools(head, settings.command_timeout_seconds).explore_tools() + [verdict_tool]
         variables = dict(goal=run.goal, branch=run.branch, cycle=number, max_cycles=run.max_cycles, items=handoffs,
                          check_command=check.command or "", check_passed=bool(check.passed),
-                         check_output=check.output)
+                         check_output=check.output, check_trend=trend(check_history(store, run.id)))
         result = run_role_agent(store, "judge", run.id, f"judge-cycle-{number}",
-                                render("judge", "system", **variables), render("judge", "task", **variables), tools)
+                                render("judge", "system", head, **variables), render("judge", "task", head, **variables),
+                                tools)
     return verdict_from(result.final_arguments if result.status == "finished" else None, result.status, check)
+
+
+def handoff_view(item) -> dict:
+    """What the judge and planners see of one item's handoff."""
+    handoff = item.handoff
+    view = {"id": item.id, "title": item.title, "status": item.status.value, "commit": None, "summary": "",
+            "concerns": "", "findings": "", "rescue_branch": None}
+    if handoff is not None:
+        view.update(commit=handoff.commit, summary=handoff.summary, concerns=handoff.concerns,
+                    findings=handoff.findings, rescue_branch=handoff.rescue_branch)
+    return view
 
 
 def verdict_from(arguments: dict | None, agent_status: str, check: CheckResult) -> Verdict:

@@ -15,7 +15,8 @@ def judge_cycle_task(run_id: str, cycle: int) -> None:
     judge_cycle(get_store(), run_id, cycle)
 
 
-@app.task(name=TICK, time_limit=120, soft_time_limit=100)
+@app.task(name=TICK, time_limit=get_settings().check_timeout_seconds + 120,
+          soft_time_limit=get_settings().check_timeout_seconds + 90)
 def tick_task() -> None:
     """The safety net: re-trigger whatever a lost message left waiting."""
     tick(get_store(), get_settings())

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import logging
 
+from orchestrator.branch_checks import check_branch_head, last_checked_head
 from orchestrator.cycle_flow import close_cycle, node_maybe_settled
-from orchestrator.models import SETTLED_NODE_STATUSES, CycleStatus, NodeStatus, now
+from orchestrator.git_repo import GitError
+from orchestrator.models import SETTLED_NODE_STATUSES, CycleStatus, NodeStatus, Run, now
 from orchestrator.settings import CadreSettings
 from orchestrator.store import Store
+from orchestrator.workspace import prepare_cache, worktree_slot
 from judge.reaper import reap_lapsed_attempts
 
 log = logging.getLogger(__name__)
@@ -18,19 +21,36 @@ PLANNER_GRACE_SECONDS = 120
 
 
 def tick(store: Store, settings: CadreSettings) -> None:
-    """Reap lapsed leases; then, for every active run, settle a root whose children all settled and hand
-    a settled root's cycle to the judge."""
+    """Reap lapsed leases; then for every active run: end planners lost past their time limit, settle
+    nodes whose children all settled, hand a settled root's cycle to the judge, and check a moved head."""
     reap_lapsed_attempts(store, settings)
     for run_id in store.active_run_ids():
         run = store.run(run_id)
         cycle = store.cycle(run_id, run.cycle)
         if cycle.status is not CycleStatus.PLANNING:
             continue
-        root = store.node(cycle.root_node_id)
-        if root.status is NodeStatus.PLANNING and root.started_at is not None:
-            deadline = root.started_at + settings.planner_time_limit_seconds + PLANNER_GRACE_SECONDS
-            if now() > deadline and store.finish_planning(root.id, "planner lost", "planner exceeded its time limit"):
-                store.emit(run_id, "node_lost", node_id=root.id)
-        node_maybe_settled(store, root.id)
-        if store.node(root.id).status in SETTLED_NODE_STATUSES:
+        nodes = [n for n in store.nodes(store.run_node_ids(run_id)) if n.cycle == run.cycle]
+        deadline = now() - settings.planner_time_limit_seconds - PLANNER_GRACE_SECONDS
+        for node in sorted(nodes, key=lambda n: -n.depth):  # leaves first, so settling climbs the tree
+            if node.status is NodeStatus.PLANNING and node.started_at is not None and node.started_at < deadline:
+                if store.finish_planning(node.id, "planner lost", "planner exceeded its time limit"):
+                    store.emit(run_id, "node_lost", node_id=node.id)
+            node_maybe_settled(store, node.id)
+        if store.node(cycle.root_node_id).status in SETTLED_NODE_STATUSES:
             close_cycle(store, run_id, run.cycle)
+        elif settings.check_command:
+            check_moved_head(store, settings, run)
+
+
+def check_moved_head(store: Store, settings: CadreSettings, run: Run) -> None:
+    """Run the check command on the branch head if it moved since the last check."""
+    try:
+        cache = prepare_cache(settings.data_dir, run.repo)
+        head = cache.head(run.branch)
+    except GitError as exc:
+        log.warning("run %s: cannot read the branch head for the check: %s", run.id, exc)
+        return
+    if head == last_checked_head(store, run.id):
+        return
+    with worktree_slot(cache, "judge", head) as worktree:
+        check_branch_head(store, settings, run.id, run.cycle, worktree, "tick")

@@ -109,18 +109,35 @@ def status(
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    console = Console()
+    print_run(Console(), data)
+
+
+def print_run(console: Console, data: dict) -> None:
+    """A run as a tree per cycle: planner nodes, their work items with states and commits; then verdicts."""
+    from rich.tree import Tree
+
     console.print(f"[bold]{data['id']}[/] {data['status']} · cycle {data['cycle']}/{data['max_cycles']} · "
-                  f"{data['tokens']} tokens · ${data['cost_usd']:.4f}\n{data['goal']}")
-    table = Table("item", "cycle", "status", "commit", "title")
-    for task in data["tasks"]:
-        table.add_row(task["id"], str(task["cycle"]), task["handoff"] or task["status"], (task["commit"] or "")[:12],
-                      task["title"])
-    console.print(table)
+                  f"{data['tokens']} tokens · ${data['cost_usd']:.4f}\n{data['goal']}", highlight=False)
+    tasks = {t["id"]: t for t in data["tasks"]}
+    nodes = data["nodes"]
     for cycle in data["cycles"]:
+        tree = Tree(f"cycle {cycle['number']} ({cycle['status']})")
+        branches = {}
+        for node in [n for n in nodes if n["cycle"] == cycle["number"]]:
+            parent = branches.get(node["parent_id"], tree)
+            counts = ", ".join(f"{v} {k}" for k, v in sorted(node["item_counts"].items())) or "no items"
+            label = node["area"] or "root planner"
+            branches[node["id"]] = parent.add(f"[bold]{label}[/] {node['id']} {node['status']} "
+                                              f"(round {node['round']}; {counts})")
+            for item_id in node["items"]:
+                task = tasks[item_id]
+                commit = f" {task['commit'][:12]}" if task["commit"] else ""
+                branches[node["id"]].add(f"{task['handoff'] or task['status']}{commit} {task['title']}")
+        console.print(tree)
         if cycle["verdict"]:
             verdict = cycle["verdict"]
-            console.print(f"cycle {cycle['number']}: {'done' if verdict['done'] else 'not done'}: {verdict['reason']}")
+            console.print(f"  verdict: {'done' if verdict['done'] else 'not done'}: {verdict['reason']}",
+                          highlight=False)
 
 
 @cli.command()

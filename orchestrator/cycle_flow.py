@@ -10,6 +10,7 @@ import logging
 
 from orchestrator.dispatch import dispatch_judge, dispatch_planner, dispatch_work_item
 from orchestrator.models import Cycle, Handoff, HandoffStatus, ItemStatus, PlannerNode, WorkItem, new_id
+from orchestrator.settings import get_settings
 from orchestrator.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,22 @@ def requeue_or_fail(store: Store, item: WorkItem, reason: str, max_attempts: int
 
 
 def node_maybe_settled(store: Store, node_id: str) -> None:
-    """Settle `node_id` if it has finished planning and nothing is pending; then close its cycle."""
-    if not store.settle_node_if_complete(node_id):
+    """Once a node has finished planning and all its children settled: wake it for a follow-up round
+    (it made children and has rounds left), or settle it in its parent (or close the cycle for a root)."""
+    outcome = store.settle_or_wake(node_id, get_settings().max_rounds_per_node)
+    if outcome is None:
         return
     node = store.node(node_id)
-    store.emit(node.run_id, "node_settled", node_id=node.id, cycle=node.cycle)
+    if outcome == "woken":
+        store.emit(node.run_id, "node_woken", node_id=node.id, round=node.round, parent_id=node.parent_id)
+        dispatch_planner(node.id)
+        return
+    store.emit(node.run_id, "node_settled", node_id=node.id, cycle=node.cycle, status=node.status.value,
+               parent_id=node.parent_id)
     if node.parent_id is None:
         close_cycle(store, node.run_id, node.cycle)
+    else:
+        node_maybe_settled(store, node.parent_id)
 
 
 def close_cycle(store: Store, run_id: str, number: int) -> None:

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import redis
-
 from orchestrator.models import SETTLED_ITEM_STATUSES, Handoff, ItemStatus, WorkItem, now
-from orchestrator.redis_records import Keys, RecordStore, TransitionRefused, UnknownRecord
+from orchestrator.node_records import NodeRecords
+from orchestrator.redis_records import Keys, TransitionRefused, UnknownRecord
 
 
-class ItemRecords(RecordStore):
+class ItemRecords(NodeRecords):
     """The work-item half of the store."""
 
-    def add_item(self, item: WorkItem, max_per_cycle: int) -> bool:
-        """Record a new pending item on its node and cycle; False if the cycle is full."""
-        cycle_key = Keys.cycle_items(item.run_id, item.cycle)
-
-        def attempt(pipe: redis.client.Pipeline) -> bool:
-            if pipe.llen(cycle_key) >= max_per_cycle:
-                return False
-            pipe.multi()
-            pipe.set(Keys.item(item.id), item.model_dump_json())
-            pipe.sadd(Keys.node_pending(item.node_id), item.id)
-            pipe.rpush(Keys.node_items(item.node_id), item.id)
-            pipe.rpush(cycle_key, item.id)
-            pipe.rpush(Keys.run_items(item.run_id), item.id)
-            return True
-
-        return self.redis.transaction(attempt, cycle_key, value_from_callable=True)
+    def add_item(self, item: WorkItem, max_per_cycle: int) -> str:
+        """Record a new pending item as a child of its planning node; "" or the reason it was refused."""
+        return self.add_child(item.node_id, item.id, Keys.item(item.id), item.model_dump_json(),
+                              Keys.cycle_items(item.run_id, item.cycle), max_per_cycle,
+                              extra={Keys.run_items(item.run_id): item.id})
 
     def item(self, item_id: str) -> WorkItem:
         try:

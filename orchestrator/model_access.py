@@ -18,6 +18,7 @@ from orchestrator.settings import CadreSettings, Role  # noqa: E402
 
 log = logging.getLogger(__name__)
 litellm.suppress_debug_info = True
+logging.getLogger("LiteLLM").setLevel(logging.WARNING)
 MODEL_CALL_RETRIES = 3
 
 

@@ -109,6 +109,10 @@ class PlannerNode(Contract):
     brief: str = ""
     depth: int = 0
     status: NodeStatus = NodeStatus.PENDING
+    round: int = 1
+    children_in_round: int = 0
+    subplanners: int = 0
+    parent_round: int = 0
     summary: str = ""
     error: str = ""
     created_at: float = Field(default_factory=now)
@@ -118,6 +122,10 @@ class PlannerNode(Contract):
 class Handoff(Contract):
     status: HandoffStatus
     summary: str = ""
+    concerns: str = ""
+    deviations: str = ""
+    findings: str = ""
+    suggestions: str = ""
     commit: str | None = None
     rescue_branch: str | None = None
     files_changed: list[str] = Field(default_factory=list)
@@ -140,6 +148,7 @@ class WorkItem(Contract):
     scope: str = ""
     acceptance: str = ""
     priority: int = 0
+    round: int = 1
     status: ItemStatus = ItemStatus.PENDING
     attempt: int = 0
     created_at: float = Field(default_factory=now)

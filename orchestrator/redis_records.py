@@ -104,6 +104,10 @@ class Keys:
         return f"cadre:cycle:{run_id}:{number}:items"
 
     @staticmethod
+    def cycle_nodes(run_id: str, number: int) -> str:
+        return f"cadre:cycle:{run_id}:{number}:nodes"
+
+    @staticmethod
     def node(node_id: str) -> str:
         return f"cadre:node:{node_id}"
 

@@ -53,6 +53,23 @@ def stop_run(store: Store, run_id: str) -> bool:
     return store.end_run(run_id, RunStatus.STOPPED, "stopped by user", RETENTION_SECONDS)
 
 
+def node_tree(store: Store, run_id: str, items: list) -> list[dict]:
+    """Every planner node of the run with its children's ids and counts of its items by state."""
+    by_node: dict[str, list] = {}
+    for item in items:
+        by_node.setdefault(item.node_id, []).append(item)
+    tree = []
+    for node in store.nodes(store.run_node_ids(run_id)):
+        own = by_node.get(node.id, [])
+        counts: dict[str, int] = {}
+        for item in own:
+            counts[item.status.value] = counts.get(item.status.value, 0) + 1
+        tree.append({"id": node.id, "parent_id": node.parent_id, "cycle": node.cycle, "depth": node.depth,
+                     "area": node.area, "status": node.status.value, "round": node.round,
+                     "items": [i.id for i in own], "item_counts": counts, "summary": node.summary})
+    return tree
+
+
 def run_status(store: Store, run_id: str) -> dict:
     """The run as the public status JSON: id, status, cycle, tasks, cost_usd, tokens and more."""
     run = store.run(run_id)
@@ -88,6 +105,7 @@ def run_status(store: Store, run_id: str) -> dict:
             for item in items
         ],
         "cycles": cycles,
+        "nodes": node_tree(store, run_id, items),
         "cost_usd": round(usage.get("cost_usd", 0.0), 6),
         "tokens": int(usage.get("tokens", 0)),
         "usage_by_role": {

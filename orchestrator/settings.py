@@ -61,6 +61,14 @@ class CadreSettings(BaseSettings):
     """Default number of plan → work → judge cycles before a run ends `max_cycles`."""
     max_tasks_per_cycle: int = Field(default=30, ge=1)
     """Work items one cycle may create; `create_task` refuses beyond it."""
+    max_depth: int = Field(default=3, ge=0)
+    """Levels of sub-planners below the root (0: the root plans alone)."""
+    max_subplanners_per_node: int = Field(default=6, ge=0)
+    """Sub-planners one planner node may spawn."""
+    max_nodes_per_cycle: int = Field(default=20, ge=0)
+    """Sub-planner nodes one cycle may hold."""
+    max_rounds_per_node: int = Field(default=3, ge=1)
+    """Planning rounds of one node: the first, plus wake-ups when its children have settled."""
     planner_max_steps: int = Field(default=40, ge=1)
     """Model calls one planner agent may make."""
     worker_max_steps: int = Field(default=60, ge=1)

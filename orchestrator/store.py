@@ -12,7 +12,6 @@ from orchestrator.models import (
     Cycle,
     CycleStatus,
     Event,
-    NodeStatus,
     PlannerNode,
     Run,
     RunStatus,
@@ -89,6 +88,7 @@ class Store(ItemRecords):
         keys = [Keys.run(run_id), Keys.usage(run_id), Keys.events(run_id), Keys.run_items(run_id), Keys.run_nodes(run_id)]
         keys += [Keys.cycle(run_id, n) for n in range(1, run.cycle + 1)]
         keys += [Keys.cycle_items(run_id, n) for n in range(1, run.cycle + 1)]
+        keys += [Keys.cycle_nodes(run_id, n) for n in range(1, run.cycle + 1)]
         for node_id in self.redis.lrange(Keys.run_nodes(run_id), 0, -1):
             keys += [Keys.node(node_id), Keys.node_pending(node_id), Keys.node_items(node_id)]
         keys += [Keys.item(i) for i in self.redis.lrange(Keys.run_items(run_id), 0, -1)]
@@ -147,56 +147,6 @@ class Store(ItemRecords):
 
     def cycle_item_ids(self, run_id: str, number: int) -> list[str]:
         return list(self.redis.lrange(Keys.cycle_items(run_id, number), 0, -1))
-
-    # -- planner nodes ---------------------------------------------------------------------
-    def node(self, node_id: str) -> PlannerNode:
-        return self._load(Keys.node(node_id), PlannerNode)
-
-    def start_node(self, node_id: str) -> PlannerNode | None:
-        """Move a pending node to `planning`; None if it is not pending (a duplicate delivery)."""
-        def change(node: PlannerNode) -> PlannerNode:
-            if node.status is not NodeStatus.PENDING:
-                raise TransitionRefused(f"node {node_id} is {node.status}")
-            return node.model_copy(update={"status": NodeStatus.PLANNING, "started_at": now()})
-
-        try:
-            return self._transition(Keys.node(node_id), PlannerNode, change)
-        except TransitionRefused:
-            return None
-
-    def finish_planning(self, node_id: str, summary: str, error: str = "") -> bool:
-        """The node's agent has ended (with `error` if it failed): it now waits for its pending children.
-
-        False if the node was not planning (someone else already finished it).
-        """
-        def change(node: PlannerNode) -> PlannerNode:
-            if node.status is not NodeStatus.PLANNING:
-                raise TransitionRefused(f"node {node_id} is {node.status}")
-            return node.model_copy(update={"status": NodeStatus.WAITING, "summary": summary, "error": error})
-
-        try:
-            self._transition(Keys.node(node_id), PlannerNode, change)
-        except TransitionRefused:
-            return False
-        return True
-
-    def settle_node_if_complete(self, node_id: str) -> bool:
-        """Settle a waiting node whose pending set is empty; True exactly once, for the caller who did it."""
-        pending_key = Keys.node_pending(node_id)
-
-        def change(node: PlannerNode) -> PlannerNode:
-            if node.status is not NodeStatus.WAITING or self.redis.scard(pending_key) > 0:
-                raise TransitionRefused(f"node {node_id} not complete")
-            return node.model_copy(update={"status": NodeStatus.FAILED if node.error else NodeStatus.DONE})
-
-        try:
-            self._transition(Keys.node(node_id), PlannerNode, change, extra_watch=(pending_key,))
-        except TransitionRefused:
-            return False
-        return True
-
-    def node_item_ids(self, node_id: str) -> list[str]:
-        return list(self.redis.lrange(Keys.node_items(node_id), 0, -1))
 
     # -- usage and events ------------------------------------------------------------------
     def add_usage(self, run_id: str, role: str, tokens: int, cost_usd: float) -> None:

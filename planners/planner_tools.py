@@ -2,50 +2,105 @@
 
 from __future__ import annotations
 
+import re
+from difflib import SequenceMatcher
+
 from orchestrator.agent_loop import Tool, ToolError, params
-from orchestrator.dispatch import dispatch_work_item
-from orchestrator.models import PlannerNode, WorkItem, new_id
+from orchestrator.dispatch import dispatch_planner, dispatch_work_item
+from orchestrator.models import ItemStatus, PlannerNode, WorkItem, new_id
+from orchestrator.settings import CadreSettings
 from orchestrator.store import Store
 
-SUBPLANNERS_UNAVAILABLE = (
-    "sub-planners are not available in this Cadre version: split the area into work items with "
-    "create_task instead"
-)
+DUPLICATE_SIMILARITY = 0.9
+DUPLICATE_WORD_OVERLAP = 0.85
+
+
+def _normalised(text: str) -> str:
+    """Lower case, single spaces, no sentence punctuation (file paths and flags kept intact)."""
+    words = re.sub(r"[^\w./-]+", " ", text.lower()).split()
+    return " ".join(w.strip(".") for w in words if w.strip("."))
+
+
+def near_identical(a: str, b: str) -> bool:
+    """Same words (at least 85 % shared) and nearly the same text: a rephrasing, not another task.
+
+    Both tests are needed: "create one.txt" and "create two.txt" read alike letter by letter but
+    name different work.
+    """
+    a, b = _normalised(a), _normalised(b)
+    if a == b:
+        return True
+    words_a, words_b = set(a.split()), set(b.split())
+    shared = len(words_a & words_b) / max(len(words_a | words_b), 1)
+    return shared >= DUPLICATE_WORD_OVERLAP and SequenceMatcher(None, a, b).ratio() >= DUPLICATE_SIMILARITY
+
+
+def find_duplicate(candidates: list[WorkItem], scope: str, title: str, instructions: str) -> WorkItem | None:
+    """A pending, running or done item with the same scope and near-identical title and instructions."""
+    for item in candidates:
+        if item.status is ItemStatus.FAILED or _normalised(item.scope) != _normalised(scope):
+            continue
+        if near_identical(f"{title}\n{instructions}", f"{item.title}\n{item.instructions}"):
+            return item
+    return None
 
 
 class PlannerTools:
-    """Tools that let one planner node create children of its own."""
+    """Tools that let one planner node create children of its own, within the settings' bounds."""
 
-    def __init__(self, store: Store, node: PlannerNode, max_items_per_cycle: int):
+    def __init__(self, store: Store, node: PlannerNode, settings: CadreSettings):
         self.store = store
         self.node = node
-        self.max_items_per_cycle = max_items_per_cycle
-        self.created: list[WorkItem] = []
+        self.settings = settings
+        self.created: list[str] = []
 
     def create_task(self, args: dict) -> str:
         title, instructions = str(args.get("title", "")).strip(), str(args.get("instructions", "")).strip()
+        scope = str(args.get("scope", "") or "").strip()
         if not title or not instructions:
             raise ToolError("create_task needs a non-empty title and instructions")
         try:
             priority = int(args.get("priority", 0) or 0)
         except (TypeError, ValueError):
             raise ToolError("priority must be an integer") from None
+        existing = find_duplicate(self.store.items(self.store.run_item_ids(self.node.run_id)), scope, title,
+                                  instructions)
+        if existing is not None:
+            raise ToolError(f"refused: this repeats work item {existing.id} ({existing.title!r}, "
+                            f"{existing.status.value}); create something different or call finish")
         item = WorkItem(
-            id=new_id("item"), run_id=self.node.run_id, cycle=self.node.cycle, node_id=self.node.id,
-            title=title, instructions=instructions, scope=str(args.get("scope", "") or ""),
-            acceptance=str(args.get("acceptance", "") or ""), priority=priority,
+            id=new_id("item"), run_id=self.node.run_id, cycle=self.node.cycle, node_id=self.node.id, title=title,
+            instructions=instructions, scope=scope, acceptance=str(args.get("acceptance", "") or ""),
+            priority=priority, round=self.node.round,
         )
         # Recorded as pending on the node before it is enqueued, so the node cannot settle early.
-        if not self.store.add_item(item, self.max_items_per_cycle):
-            raise ToolError(f"this cycle already has its maximum of {self.max_items_per_cycle} work items; "
-                            "call finish")
+        refusal = self.store.add_item(item, self.settings.max_tasks_per_cycle)
+        if refusal:
+            raise ToolError(f"refused: {refusal} work items; call finish")
         self.store.emit(item.run_id, "item_created", item_id=item.id, node_id=self.node.id, title=title)
         dispatch_work_item(item.id)
-        self.created.append(item)
+        self.created.append(item.id)
         return f"created work item {item.id}: {title}"
 
     def spawn_subplanner(self, args: dict) -> str:
-        return SUBPLANNERS_UNAVAILABLE
+        area, brief = str(args.get("area", "")).strip(), str(args.get("brief", "")).strip()
+        if not area or not brief:
+            raise ToolError("spawn_subplanner needs a non-empty area and brief")
+        if self.node.depth + 1 > self.settings.max_depth:
+            raise ToolError(f"refused: sub-planners may nest {self.settings.max_depth} levels deep and this "
+                            f"planner is at depth {self.node.depth}; create work items with create_task instead")
+        child = PlannerNode(id=new_id("node"), run_id=self.node.run_id, cycle=self.node.cycle,
+                            parent_id=self.node.id, area=area, brief=brief, depth=self.node.depth + 1,
+                            parent_round=self.node.round)
+        refusal = self.store.add_subplanner(child, self.settings.max_nodes_per_cycle,
+                                            self.settings.max_subplanners_per_node)
+        if refusal:
+            raise ToolError(f"refused: {refusal}; create work items with create_task instead")
+        self.store.emit(child.run_id, "node_created", node_id=child.id, parent_id=self.node.id, area=area,
+                        depth=child.depth)
+        dispatch_planner(child.id)
+        self.created.append(child.id)
+        return f"spawned sub-planner {child.id} for {area}"
 
     def finish(self, args: dict) -> str:
         return "planning finished"
@@ -59,9 +114,9 @@ class PlannerTools:
         return [
             Tool("create_task", "Create one work item; a worker starts on it at once.", task_params,
                  self.create_task),
-            Tool("spawn_subplanner", "Hand an area of the code base to a sub-planner.",
-                 params(["area", "brief"], area="the directory or subsystem", brief="what to plan there"),
+            Tool("spawn_subplanner", "Hand an area of the code base to a sub-planner, which plans it in parallel.",
+                 params(["area", "brief"], area="the directory or subsystem it owns", brief="what to plan there"),
                  self.spawn_subplanner),
-            Tool("finish", "End planning with a summary of the work created.",
+            Tool("finish", "End this planning round with a summary.",
                  params(["summary"], summary="what was planned and why"), self.finish, terminal=True),
         ]

@@ -1,12 +1,19 @@
-"""One planner node's life: snapshot, agent, children recorded, node waits for them to settle."""
+"""One planner node's round: snapshot, agent, children recorded, then the node waits for them.
+
+A node's first round plans its scope (the whole goal for the root, an area for a sub-planner);
+each later round is a wake-up, run when all children of the previous round have settled, with
+their handoffs and the branch's check result in hand.
+"""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from orchestrator.agent_runner import run_role_agent
+from orchestrator.branch_checks import check_branch_head
 from orchestrator.cycle_flow import node_maybe_settled
-from orchestrator.models import TERMINAL_RUN_STATUSES, PlannerNode, Run
+from orchestrator.models import TERMINAL_RUN_STATUSES, ItemStatus, PlannerNode, Run
 from orchestrator.prompts import render
 from orchestrator.settings import CadreSettings, get_settings
 from orchestrator.store import Store
@@ -15,6 +22,7 @@ from orchestrator.workspace_tools import WorkspaceTools
 from planners.planner_tools import PlannerTools
 
 log = logging.getLogger(__name__)
+IN_FLIGHT = {ItemStatus.PENDING, ItemStatus.RUNNING}
 
 
 def previous_focus(store: Store, run: Run, cycle: int) -> str:
@@ -28,24 +36,45 @@ def previous_focus(store: Store, run: Run, cycle: int) -> str:
 def work_so_far(store: Store, run: Run) -> list[dict]:
     """The run's items with their outcome, for the planner's prompt."""
     return [
-        {"id": i.id, "cycle": i.cycle, "title": i.title, "status": i.status.value,
+        {"id": i.id, "cycle": i.cycle, "title": i.title, "status": i.status.value, "scope": i.scope,
          "summary": i.handoff.summary if i.handoff else ""}
         for i in store.items(store.run_item_ids(run.id))
     ]
 
 
-def plan_node(store: Store, node_id: str) -> None:
-    """Run the planner agent of a pending node, then let the node wait for (or settle with) its children.
+def children_handoffs(store: Store, node: PlannerNode) -> list[dict]:
+    """Handoffs of the children the node created in its previous round (items and sub-planners)."""
+    child_ids = store.node_child_ids(node.id)
+    views = []
+    for item in store.items([i for i in child_ids if i.startswith("item-")]):
+        if item.round == node.round - 1:
+            handoff = item.handoff
+            views.append({"kind": "work item", "id": item.id, "title": item.title, "status": item.status.value,
+                          "commit": handoff.commit if handoff else None, "summary": handoff.summary if handoff else "",
+                          "concerns": handoff.concerns if handoff else "", "deviations": handoff.deviations if handoff else "",
+                          "findings": handoff.findings if handoff else "",
+                          "suggestions": handoff.suggestions if handoff else "",
+                          "rescue_branch": handoff.rescue_branch if handoff else None})
+    for child in store.nodes([i for i in child_ids if i.startswith("node-")]):
+        if child.parent_round == node.round - 1:
+            views.append({"kind": "sub-planner", "id": child.id, "title": child.area, "status": child.status.value,
+                          "commit": None, "summary": child.summary, "concerns": child.error, "deviations": "",
+                          "findings": "", "suggestions": "", "rescue_branch": None})
+    return views
 
-    A delivery for a node that is not pending is dropped: it was already planned. A planner that
-    fails still ends its node (marked with the error), so the cycle goes on to its judge.
+
+def plan_node(store: Store, node_id: str) -> None:
+    """Run one planning round of a pending node, then let the node wait for (or settle with) its children.
+
+    A delivery for a node that is not pending is dropped. A planner that fails still ends its round
+    (marked with the error), so the tree and the cycle go on.
     """
     node = store.start_node(node_id)
     if node is None:
         log.info("node %s is not pending; duplicate delivery dropped", node_id)
         return
     run = store.run(node.run_id)
-    store.emit(run.id, "node_started", node_id=node.id, cycle=node.cycle)
+    store.emit(run.id, "node_started", node_id=node.id, cycle=node.cycle, round=node.round, depth=node.depth)
     summary, error = f"run already {run.status}", ""
     try:
         if run.status not in TERMINAL_RUN_STATUSES:
@@ -55,20 +84,35 @@ def plan_node(store: Store, node_id: str) -> None:
         raise
     finally:
         store.finish_planning(node_id, summary, error)
-        store.emit(run.id, "node_planned", node_id=node.id, summary=summary, error=error)
+        store.emit(run.id, "node_planned", node_id=node.id, round=node.round, summary=summary, error=error)
         node_maybe_settled(store, node_id)
 
 
+def _variables(store: Store, settings: CadreSettings, run: Run, node: PlannerNode, snapshot: Path) -> dict:
+    work = work_so_far(store, run)
+    check_failure = ""
+    if node.round > 1:
+        check = check_branch_head(store, settings, run.id, node.cycle, snapshot, f"wake-up of {node.id}")
+        check_failure = check.output if check.passed is False else ""
+    return dict(goal=run.goal, branch=run.branch, cycle=node.cycle, max_cycles=run.max_cycles,
+                focus=previous_focus(store, run, node.cycle), work_so_far=work,
+                in_flight=[w for w in work if w["status"] in {s.value for s in IN_FLIGHT}],
+                max_items=settings.max_tasks_per_cycle, area=node.area, brief=node.brief, depth=node.depth,
+                can_spawn=node.depth < settings.max_depth, round=node.round,
+                max_rounds=settings.max_rounds_per_node, children=children_handoffs(store, node) if node.round > 1 else [],
+                check_command=settings.check_command or "", check_failure=check_failure)
+
+
 def _run_planner_agent(store: Store, settings: CadreSettings, run: Run, node: PlannerNode) -> str:
+    role = "planner" if node.parent_id is None else "subplanner"
     cache = prepare_cache(settings.data_dir, run.repo)
     with worktree_slot(cache, "planner", f"refs/remotes/origin/{run.branch}") as snapshot:
-        planner_tools = PlannerTools(store, node, settings.max_tasks_per_cycle)
+        planner_tools = PlannerTools(store, node, settings)
         tools = WorkspaceTools(snapshot, settings.command_timeout_seconds).explore_tools() + planner_tools.tools()
-        variables = dict(goal=run.goal, branch=run.branch, cycle=node.cycle, max_cycles=run.max_cycles,
-                         focus=previous_focus(store, run, node.cycle), work_so_far=work_so_far(store, run),
-                         max_items=settings.max_tasks_per_cycle)
-        result = run_role_agent(store, "planner", run.id, f"planner-{node.id}",
-                                render("planner", "system", **variables), render("planner", "task", **variables),
+        variables = _variables(store, settings, run, node, snapshot)
+        task = "followup" if node.round > 1 else "task"
+        result = run_role_agent(store, role, run.id, f"{role}-{node.id}-round-{node.round}",
+                                render(role, "system", snapshot, **variables), render(role, task, snapshot, **variables),
                                 tools)
     created = len(planner_tools.created)
-    return str(result.final_arguments.get("summary") or f"planner ended ({result.status}) after {created} items")
+    return str(result.final_arguments.get("summary") or f"planner ended ({result.status}) after {created} children")

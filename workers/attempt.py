@@ -32,6 +32,21 @@ class Outcome:
     reason: str = ""
 
 
+HANDOFF_PARAMETERS = params(
+    ["summary"], summary="what you did, in a few sentences",
+    concerns="anything that worries you about the change or the code around it (optional)",
+    deviations="where and why you departed from the instructions (optional)",
+    findings="facts about the code base the planner should know (optional)",
+    suggestions="follow-up work you recommend (optional)",
+)
+HANDOFF_NOTES = ("concerns", "deviations", "findings", "suggestions")
+
+
+def handoff_notes(arguments: dict) -> dict[str, str]:
+    """The structured part of the agent's handoff (concerns, deviations, findings, suggestions)."""
+    return {key: str(arguments.get(key) or "") for key in HANDOFF_NOTES}
+
+
 def commit_message(item: WorkItem, summary: str) -> str:
     """The commit message: the item's title, the agent's summary, and trailers naming item and attempt."""
     body = summary.strip() or "(no summary)"
@@ -73,7 +88,8 @@ def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease
           cache: BareCache, worktree: Path) -> Outcome:
     result = _run_agent(store, settings, run, item, worktree)
     summary = str(result.final_arguments.get("summary") or f"agent ended: {result.status}")
-    measured = dict(tokens=result.tokens, cost_usd=round(result.cost_usd, 6), attempt=item.attempt)
+    measured = dict(tokens=result.tokens, cost_usd=round(result.cost_usd, 6), attempt=item.attempt,
+                    **handoff_notes(result.final_arguments))
     if result.status == "stopped":
         return _stopped(settings, item, worktree, cache, measured)
     sha = commit_all(worktree, commit_message(item, summary), settings.git_author_name, settings.git_author_email)
@@ -110,11 +126,10 @@ def _stopped(settings: CadreSettings, item: WorkItem, worktree: Path, cache: Bar
 
 def _run_agent(store: Store, settings: CadreSettings, run: Run, item: WorkItem, worktree: Path):
     tools = WorkspaceTools(worktree, settings.command_timeout_seconds, shutdown_event())
-    finish = Tool("finish", "End the task with a summary of what you changed and anything the planner should know.",
-                  params(["summary"], summary="what was done, concerns, findings"), lambda _a: "finished",
-                  terminal=True)
+    finish = Tool("finish", "End the task with your handoff to the planner that asked for it.", HANDOFF_PARAMETERS,
+                  lambda _a: "finished", terminal=True)
     variables = dict(goal=run.goal, branch=run.branch, title=item.title, instructions=item.instructions,
                      scope=item.scope, acceptance=item.acceptance)
     return run_role_agent(store, "worker", run.id, f"worker-{item.id}-{item.attempt}",
-                          render("worker", "system", **variables), render("worker", "task", **variables),
+                          render("worker", "system", worktree, **variables), render("worker", "task", worktree, **variables),
                           tools.explore_tools() + tools.edit_tools() + [finish])

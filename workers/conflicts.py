@@ -46,8 +46,8 @@ def conflict_resolver(store: Store, settings: CadreSettings, run: Run, item: Wor
         variables = dict(goal=run.goal, branch=run.branch, title=item.title, instructions=item.instructions,
                          paths=conflicted)
         result = run_role_agent(store, "worker", run.id, f"worker-{item.id}-{item.attempt}-conflict-{turns}",
-                                render("worker", "conflict_system", **variables),
-                                render("worker", "conflict", **variables),
+                                render("worker", "conflict_system", worktree, **variables),
+                                render("worker", "conflict", worktree, **variables),
                                 tools.explore_tools() + tools.edit_tools() + [finish],
                                 max_steps=settings.conflict_max_steps)
         if result.status != "finished" or still_marked(worktree, conflicted):
