@@ -71,6 +71,7 @@ class Bench:
     def __init__(self, root: Path, workers: int, lease: int, tick: float):
         self.root = root
         self.count = 0
+        self.groups: dict[int, int] = {}
         self.redis = RedisServer(root / "redis").start()
         self.store = Store(connect(self.redis.url))
         self.model = ScriptedModelServer(policy).start()
@@ -98,18 +99,26 @@ class Bench:
         while not self.claims(run_id) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(random.uniform(0, 2.5))  # a random moment in the workers' agent runs
-        victim = random.choice(self.workers)
-        held = [item for item, pid in self.claims(run_id).items() if os.getpgid(pid) == victim.process.pid] \
-            if victim.process.poll() is None else []
+        holding = {self.group_of(pid) for pid in self.claims(run_id).values()}
+        victim = random.choice([w for w in self.workers if w.process.pid in holding] or self.workers)
         os.killpg(victim.process.pid, signal.SIGKILL)
         killed_at = time.time()
+        held = [item for item, pid in self.claims(run_id, alive_only=False).items()
+                if self.group_of(pid) == victim.process.pid]
         victim.stop()
         self.workers[self.workers.index(victim)] = self.start("worker", "--role", "worker")
         while self.store.run(run_id).status not in TERMINAL_RUN_STATUSES:
             time.sleep(0.1)
         return self.tally(run_id, held, killed_at)
 
-    def claims(self, run_id: str) -> dict[str, int]:
+    def group_of(self, pid: int) -> int | None:
+        """The worker process group of a pool process (None once it is gone)."""
+        try:
+            return os.getpgid(pid)
+        except ProcessLookupError:
+            return self.groups.get(pid)
+
+    def claims(self, run_id: str, alive_only: bool = True) -> dict[str, int]:
         """item → pid of the process holding its latest claim, for items not yet settled."""
         latest = {}
         for event in self.store.events(run_id):
@@ -117,7 +126,10 @@ class Bench:
                 latest[event.data["item_id"]] = int(event.data["worker"].rsplit(":", 1)[1])
             elif event.type in {"item_settled", "item_requeued"}:
                 latest.pop(event.data["item_id"], None)
-        return {item: pid for item, pid in latest.items() if _alive(pid)}
+        for pid in latest.values():
+            if pid not in self.groups and _alive(pid):
+                self.groups[pid] = os.getpgid(pid)
+        return {item: pid for item, pid in latest.items() if not alive_only or _alive(pid)}
 
     def tally(self, run_id: str, held: list[str], killed_at: float) -> dict:
         result = {"items": 0, "once": 0, "duplicated": 0, "lost": 0, "recovery": []}
@@ -129,7 +141,7 @@ class Bench:
             result["once"] += landed == 1
             result["duplicated"] += landed > 1
             result["lost"] += landed == 0
-            if item.id in held and item.settled_at:
+            if item.id in held and item.settled_at and item.settled_at > killed_at:
                 result["recovery"].append(item.settled_at - killed_at)
         return result
 
