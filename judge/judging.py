@@ -74,7 +74,7 @@ def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> Verd
                          check_output=check.output, check_trend=trend(check_history(store, run.id)))
         result = run_role_agent(store, "judge", run.id, f"judge-cycle-{number}",
                                 render("judge", "system", head, **variables), render("judge", "task", head, **variables),
-                                tools)
+                                tools, scopes={"cycle": str(number)})
     return verdict_from(result.final_arguments if result.status == "finished" else None, result.status, check)
 
 

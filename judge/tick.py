@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from orchestrator.budgets import enforce_run_budget
 from orchestrator.branch_checks import check_branch_head, last_checked_head
 from orchestrator.cycle_flow import close_cycle, node_maybe_settled
 from orchestrator.git_repo import GitError
@@ -25,6 +26,8 @@ def tick(store: Store, settings: CadreSettings) -> None:
     nodes whose children all settled, hand a settled root's cycle to the judge, and check a moved head."""
     reap_lapsed_attempts(store, settings)
     for run_id in store.active_run_ids():
+        if enforce_run_budget(store, run_id, settings.budget_warning_fraction):
+            continue
         run = store.run(run_id)
         cycle = store.cycle(run_id, run.cycle)
         if cycle.status is not CycleStatus.PLANNING:

@@ -33,10 +33,11 @@ def _store():
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from orchestrator.agent_backends import BackendUnavailable
     from orchestrator.runs import RunRequestError
     from orchestrator.store import StoreUnavailable, UnknownRecord
 
-    return (StoreUnavailable, UnknownRecord, RunRequestError, MissingModelError)
+    return (StoreUnavailable, UnknownRecord, RunRequestError, MissingModelError, BackendUnavailable)
 
 
 def guarded(action):
@@ -53,13 +54,18 @@ def run(
     goal: str = typer.Option(..., help="What the agents should achieve."),
     branch: str = typer.Option("main", help="Branch to work on."),
     max_cycles: int = typer.Option(None, help="Cycles before the run ends max_cycles (default CADRE_MAX_CYCLES)."),
+    max_cost: float = typer.Option(None, help="Cost budget in USD (default CADRE_MAX_COST_USD)."),
+    max_tokens: int = typer.Option(None, help="Token budget (default CADRE_MAX_TOKENS)."),
+    max_hours: float = typer.Option(None, help="Wall-time budget in hours (default CADRE_MAX_HOURS)."),
+    backend: str = typer.Option(None, help="Worker agent: builtin, claude-code, codex, aider, mini-swe-agent, command."),
     wait: bool = typer.Option(False, "--wait", help="Block until the run ends; exit 0 only if it ends done."),
 ) -> None:
     """Start a run; prints its id alone on the first line."""
-    from orchestrator.runs import start_run
+    from orchestrator.runs import Budgets, start_run
 
     settings = get_settings()
-    new_run = guarded(lambda: start_run(_store(), settings, repo, goal, branch, max_cycles))
+    budgets = Budgets(max_cost_usd=max_cost, max_tokens=max_tokens, max_hours=max_hours)
+    new_run = guarded(lambda: start_run(_store(), settings, repo, goal, branch, max_cycles, budgets, backend))
     print(new_run.id, flush=True)
     if wait:
         raise typer.Exit(wait_for_run(new_run.id))
@@ -128,7 +134,8 @@ def print_run(console: Console, data: dict) -> None:
             counts = ", ".join(f"{v} {k}" for k, v in sorted(node["item_counts"].items())) or "no items"
             label = node["area"] or "root planner"
             branches[node["id"]] = parent.add(f"[bold]{label}[/] {node['id']} {node['status']} "
-                                              f"(round {node['round']}; {counts})")
+                                              f"(round {node['round']}; {counts}; {node['tokens']} tokens "
+                                              f"${node['cost_usd']:.4f})")
             for item_id in node["items"]:
                 task = tasks[item_id]
                 commit = f" {task['commit'][:12]}" if task["commit"] else ""
@@ -138,6 +145,42 @@ def print_run(console: Console, data: dict) -> None:
             verdict = cycle["verdict"]
             console.print(f"  verdict: {'done' if verdict['done'] else 'not done'}: {verdict['reason']}",
                           highlight=False)
+    roles = ", ".join(f"{role} {u['tokens']} tokens ${u['cost_usd']:.4f}" for role, u in data["usage_by_role"].items())
+    console.print(f"usage by role: {roles or 'none yet'}", highlight=False)
+
+
+@cli.command()
+def report(
+    run_id: str = typer.Argument(..., help="The run."),
+    output: str = typer.Option(None, "--output", "-o", help="Write to this file instead of standard output."),
+) -> None:
+    """Write a Markdown report of a run: per cycle its items, landings, failures, cost, time and verdict."""
+    from orchestrator.run_report import markdown_report
+    from orchestrator.runs import run_status
+
+    store = guarded(_store)
+    text = markdown_report(store, guarded(lambda: run_status(store, run_id)))
+    if output:
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
+        print(output)
+    else:
+        print(text, end="")
+
+
+@cli.command()
+def trace(item_id: str = typer.Argument(..., help="A work item id.")) -> None:
+    """Print the transcripts of a work item's agent runs (from CADRE_DATA_DIR on this machine)."""
+    from orchestrator.transcript_view import print_transcript, transcripts_for
+
+    store = guarded(_store)
+    item = guarded(lambda: store.item(item_id))
+    paths = transcripts_for(get_settings().data_dir, item.run_id, item_id)
+    if not paths:
+        fail(f"no transcript of {item_id} under {get_settings().data_dir}: run cadre trace where its worker ran")
+    console = Console()
+    for path in paths:
+        print_transcript(console, path)
 
 
 @cli.command()
@@ -162,14 +205,22 @@ def worker(
         fail(f"unknown role {role!r}: use planner, worker or judge")
     settings = get_settings()
     for model_role in ROLE_MODELS[role]:
+        if model_role == "worker" and settings.worker_backend != "builtin":
+            continue
         guarded(lambda r=model_role: settings.model_for(r))
+    if role == "worker":
+        from orchestrator.agent_backends import check_backend
+
+        guarded(lambda: check_backend(settings.worker_backend, settings))
     guarded(_store)
     import_module(TASK_MODULES_BY_ROLE[role])
     import_module("orchestrator.model_access")  # litellm's slow import, done once before the pool forks
     from orchestrator.celery_app import app
+    from orchestrator.secrets_filter import connect_log_scrubbing
     from orchestrator.shutdown import connect_worker_signals
 
     connect_worker_signals()
+    connect_log_scrubbing()
 
     app.worker_main(["worker", "-Q", QUEUE_BY_ROLE[role], "-c", str(concurrency), "-O", "fair",
                      "-n", f"{role}-{uuid.uuid4().hex[:6]}@%h", "--loglevel", loglevel])
@@ -180,8 +231,11 @@ def beat(loglevel: str = typer.Option("INFO", help="Log level.")) -> None:
     """The scheduler (run exactly one): the judge tick, the safety net for lost triggers."""
     from orchestrator.celery_app import app
 
+    from orchestrator.secrets_filter import connect_log_scrubbing
+
     settings = get_settings()
     guarded(_store)
+    connect_log_scrubbing()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.start(["beat", "--loglevel", loglevel, "-s", str(settings.data_dir / "celerybeat-schedule")])
 

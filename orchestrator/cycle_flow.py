@@ -35,9 +35,12 @@ def requeue_or_fail(store: Store, item: WorkItem, reason: str, max_attempts: int
 
     Returns "requeued", "failed", or "stale" when `item.attempt` no longer runs (someone else acted).
     """
-    if item.attempt >= max_attempts:
+    run_over = store.run(item.run_id).status.value != "running"
+    if item.attempt >= max_attempts or run_over:
+        if run_over:
+            reason = f"run ended; {reason}"
         failed = (handoff or Handoff(status=HandoffStatus.FAILED, attempt=item.attempt)).model_copy(
-            update={"summary": f"gave up after {item.attempt} attempts; last: {reason}"})
+            update={"summary": f"gave up after {item.attempt} attempts; last: {reason}" if not run_over else reason})
         settled = store.settle_item(item.id, item.attempt, ItemStatus.FAILED, failed)
         if settled is None:
             return "stale"
@@ -55,7 +58,8 @@ def requeue_or_fail(store: Store, item: WorkItem, reason: str, max_attempts: int
 def node_maybe_settled(store: Store, node_id: str) -> None:
     """Once a node has finished planning and all its children settled: wake it for a follow-up round
     (it made children and has rounds left), or settle it in its parent (or close the cycle for a root)."""
-    outcome = store.settle_or_wake(node_id, get_settings().max_rounds_per_node)
+    running = store.run(store.node(node_id).run_id).status.value == "running"
+    outcome = store.settle_or_wake(node_id, get_settings().max_rounds_per_node, may_wake=running)
     if outcome is None:
         return
     node = store.node(node_id)

@@ -79,6 +79,21 @@ class ItemRecords(NodeRecords):
         except TransitionRefused:
             return None
 
+    def cancel_item(self, item_id: str, handoff: Handoff) -> WorkItem | None:
+        """Settle a pending item `failed` without running it (its run has ended); None if not pending."""
+        def change(item: WorkItem) -> WorkItem:
+            if item.status is not ItemStatus.PENDING:
+                raise TransitionRefused(f"item {item_id} is {item.status}")
+            return item.model_copy(update={"status": ItemStatus.FAILED, "handoff": handoff, "settled_at": now()})
+
+        def also(pipe, _old, new: WorkItem) -> None:
+            pipe.srem(Keys.node_pending(new.node_id), item_id)
+
+        try:
+            return self._transition(Keys.item(item_id), WorkItem, change, also=also)
+        except TransitionRefused:
+            return None
+
     def requeue_item(self, item_id: str, attempt: int) -> WorkItem | None:
         """Put running `attempt` back to pending (its worker was lost or stopped); None if not running it."""
         def change(item: WorkItem) -> WorkItem:

@@ -19,7 +19,11 @@ from orchestrator.settings import CadreSettings, Role  # noqa: E402
 log = logging.getLogger(__name__)
 litellm.suppress_debug_info = True
 logging.getLogger("LiteLLM").setLevel(logging.WARNING)
-MODEL_CALL_RETRIES = 3
+FATAL_ERRORS = (litellm.AuthenticationError, litellm.NotFoundError, litellm.PermissionDeniedError)
+
+
+class ModelAccessError(RuntimeError):
+    """The model cannot be used at all (bad key, unknown model, no permission): retrying is pointless."""
 
 
 @dataclass(frozen=True)
@@ -66,17 +70,40 @@ class LiteLLMModel:
         self.api_base = settings.api_base_for(role)
         self.api_key = settings.api_key.get_secret_value() if settings.api_key else None
         self.price = settings.price_for(role)
+        self.params = settings.model_params_for(role)
+        self.fallbacks = settings.fallbacks_for(role)
+        self.retries = settings.model_retries
+        # Transient failures are retried with exponential backoff; a bad key or model never is.
+        self.retry_policy = litellm.RetryPolicy(
+            AuthenticationErrorRetries=0, NotFoundErrorRetries=0, BadRequestErrorRetries=0,
+            ContentPolicyViolationErrorRetries=0, RateLimitErrorRetries=self.retries,
+            InternalServerErrorRetries=self.retries, ServiceUnavailableErrorRetries=self.retries,
+            TimeoutErrorRetries=self.retries, DefaultRetries=self.retries,
+        )
 
     def complete(self, messages: list[dict], tools: list[dict]) -> ModelReply:
-        """Ask the model for its next turn. System errors (network, auth, server) propagate."""
-        kwargs: dict = {"model": self.model, "messages": messages, "num_retries": MODEL_CALL_RETRIES}
+        """Ask the model for its next turn.
+
+        Rate limits, server errors and timeouts are retried by litellm with backoff; an
+        authentication, permission or unknown-model error raises ModelAccessError (one line).
+        Other system errors propagate.
+        """
+        kwargs: dict = {**self.params, "model": self.model, "messages": messages, "num_retries": self.retries,
+                        "retry_policy": self.retry_policy, "retry_strategy": "exponential_backoff_retry"}
+        if self.fallbacks:
+            kwargs["fallbacks"] = self.fallbacks
         if tools:
             kwargs["tools"] = tools
         if self.api_base:
             kwargs["api_base"] = self.api_base
         if self.api_key:
             kwargs["api_key"] = self.api_key
-        response = litellm.completion(**kwargs)
+        try:
+            response = litellm.completion(**kwargs)
+        except FATAL_ERRORS as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelAccessError(f"{self.role} model {self.model} unusable ({type(exc).__name__}): "
+                                   f"{first_line[:300]}") from None
         message = response.choices[0].message
         calls = [
             ToolCallRequest(id=c.id or f"call_{i}", name=c.function.name or "", arguments=c.function.arguments or "")

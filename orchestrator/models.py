@@ -77,6 +77,10 @@ class Run(Contract):
     status: RunStatus = RunStatus.RUNNING
     cycle: int = 1
     max_cycles: int
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
+    max_hours: float | None = None
+    worker_backend: str = "builtin"
     created_at: float = Field(default_factory=now)
     ended_at: float | None = None
     reason: str = ""
@@ -135,6 +139,7 @@ class Handoff(Contract):
     cost_usd: float = 0.0
     seconds: float = 0.0
     attempt: int = 1
+    usage_reported: bool = True
     conflicted_paths: list[str] = Field(default_factory=list)
 
 

@@ -56,7 +56,7 @@ class NodeRecords(RecordStore):
             return False
         return True
 
-    def settle_or_wake(self, node_id: str, max_rounds: int) -> str | None:
+    def settle_or_wake(self, node_id: str, max_rounds: int, may_wake: bool = True) -> str | None:
         """For a waiting node whose children all settled: wake it for a follow-up round, or settle it.
 
         It wakes (back to `pending`, next round) if its last round created children and rounds are
@@ -69,7 +69,7 @@ class NodeRecords(RecordStore):
         def change(node: PlannerNode) -> PlannerNode:
             if node.status is not NodeStatus.WAITING or self.redis.scard(pending_key) > 0:
                 raise TransitionRefused(f"node {node_id} not complete")
-            if node.children_in_round > 0 and node.round < max_rounds and not node.error:
+            if may_wake and node.children_in_round > 0 and node.round < max_rounds and not node.error:
                 return node.model_copy(update={"status": NodeStatus.PENDING, "round": node.round + 1,
                                                "children_in_round": 0})
             return node.model_copy(update={"status": NodeStatus.FAILED if node.error else NodeStatus.DONE})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from orchestrator.agent_backends import BackendUnavailable, command_template
 from orchestrator.cycle_flow import new_cycle
 from orchestrator.dispatch import dispatch_planner
 from orchestrator.models import Run, RunStatus, new_id
@@ -33,12 +36,33 @@ def validate_run_request(settings: CadreSettings, repo: str, goal: str, branch: 
         raise RunRequestError(str(exc)) from None
 
 
+@dataclass(frozen=True)
+class Budgets:
+    """A run's budgets; None means the settings' default (and None there means unlimited)."""
+
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
+    max_hours: float | None = None
+
+
 def start_run(store: Store, settings: CadreSettings, repo: str, goal: str, branch: str,
-              max_cycles: int | None = None) -> Run:
+              max_cycles: int | None = None, budgets: Budgets = Budgets(), backend: str | None = None) -> Run:
     """Validate, store a new run with cycle 1 and its root planner, and enqueue that planner."""
     cycles = max_cycles if max_cycles is not None else settings.max_cycles
+    backend = backend or settings.worker_backend
+    try:
+        command_template(backend, settings)
+    except BackendUnavailable as exc:
+        raise RunRequestError(str(exc)) from None
+    for name, value in (("--max-cost", budgets.max_cost_usd), ("--max-tokens", budgets.max_tokens),
+                        ("--max-hours", budgets.max_hours)):
+        if value is not None and value <= 0:
+            raise RunRequestError(f"{name} must be greater than 0")
     head = validate_run_request(settings, repo, goal, branch, cycles)
-    run = Run(id=new_id("run"), repo=repo, branch=branch, goal=goal.strip(), max_cycles=cycles)
+    run = Run(id=new_id("run"), repo=repo, branch=branch, goal=goal.strip(), max_cycles=cycles,
+              max_cost_usd=budgets.max_cost_usd or settings.max_cost_usd,
+              max_tokens=budgets.max_tokens or settings.max_tokens,
+              max_hours=budgets.max_hours or settings.max_hours, worker_backend=backend)
     cycle, root = new_cycle(run.id, 1)
     store.create_run(run, cycle, root)
     store.emit(run.id, "run_created", repo=repo, branch=branch, head=head, max_cycles=cycles)
@@ -53,7 +77,7 @@ def stop_run(store: Store, run_id: str) -> bool:
     return store.end_run(run_id, RunStatus.STOPPED, "stopped by user", RETENTION_SECONDS)
 
 
-def node_tree(store: Store, run_id: str, items: list) -> list[dict]:
+def node_tree(store: Store, run_id: str, items: list, usage: dict[str, float]) -> list[dict]:
     """Every planner node of the run with its children's ids and counts of its items by state."""
     by_node: dict[str, list] = {}
     for item in items:
@@ -66,7 +90,9 @@ def node_tree(store: Store, run_id: str, items: list) -> list[dict]:
             counts[item.status.value] = counts.get(item.status.value, 0) + 1
         tree.append({"id": node.id, "parent_id": node.parent_id, "cycle": node.cycle, "depth": node.depth,
                      "area": node.area, "status": node.status.value, "round": node.round,
-                     "items": [i.id for i in own], "item_counts": counts, "summary": node.summary})
+                     "items": [i.id for i in own], "item_counts": counts, "summary": node.summary,
+                     "tokens": int(usage.get(f"node:{node.id}:tokens", 0)),
+                     "cost_usd": round(usage.get(f"node:{node.id}:cost_usd", 0.0), 6)})
     return tree
 
 
@@ -105,11 +131,14 @@ def run_status(store: Store, run_id: str) -> dict:
             for item in items
         ],
         "cycles": cycles,
-        "nodes": node_tree(store, run_id, items),
+        "nodes": node_tree(store, run_id, items, usage),
         "cost_usd": round(usage.get("cost_usd", 0.0), 6),
         "tokens": int(usage.get("tokens", 0)),
         "usage_by_role": {
             role: {"tokens": int(usage.get(f"{role}:tokens", 0)), "cost_usd": round(usage.get(f"{role}:cost_usd", 0.0), 6)}
             for role in ROLES if f"{role}:tokens" in usage
         },
+        "usage_unreported_calls": int(usage.get("unreported_calls", 0)),
+        "budgets": {"max_cost_usd": run.max_cost_usd, "max_tokens": run.max_tokens, "max_hours": run.max_hours},
+        "worker_backend": run.worker_backend,
     }

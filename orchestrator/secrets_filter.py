@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from functools import lru_cache
@@ -30,3 +31,32 @@ def scrub(text: str) -> str:
         if value in text:
             text = text.replace(value, MASK)
     return text
+
+
+class SecretScrubbingFilter(logging.Filter):
+    """A logging filter that masks secret values in every record it passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def scrub_handlers(logger: logging.Logger) -> None:
+    """Put the scrubbing filter on every handler of `logger` (once)."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, SecretScrubbingFilter) for f in handler.filters):
+            handler.addFilter(SecretScrubbingFilter())
+
+
+def connect_log_scrubbing() -> None:
+    """Mask secrets in the logs of Celery processes (worker, beat) as soon as Celery sets logging up."""
+    from celery.signals import after_setup_logger, after_setup_task_logger
+
+    after_setup_logger.connect(lambda logger=None, **_kw: scrub_handlers(logger), weak=False)
+    after_setup_task_logger.connect(lambda logger=None, **_kw: scrub_handlers(logger), weak=False)

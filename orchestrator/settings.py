@@ -42,6 +42,24 @@ class CadreSettings(BaseSettings):
     """Optional API base for the worker model."""
     judge_api_base: str | None = None
     """Optional API base for the judge model."""
+    planner_model_params: dict = Field(default_factory=dict)
+    """Extra litellm parameters for the planner model as JSON, e.g. `{"temperature": 0}`."""
+    subplanner_model_params: dict = Field(default_factory=dict)
+    """Extra litellm parameters for the sub-planner model (falls back to the planner's)."""
+    worker_model_params: dict = Field(default_factory=dict)
+    """Extra litellm parameters for the worker model."""
+    judge_model_params: dict = Field(default_factory=dict)
+    """Extra litellm parameters for the judge model."""
+    planner_fallbacks: list[str] = Field(default_factory=list)
+    """Models litellm falls back to, in order, when the planner model keeps failing (JSON list)."""
+    subplanner_fallbacks: list[str] = Field(default_factory=list)
+    """Fallback models for sub-planners (falls back to the planner's)."""
+    worker_fallbacks: list[str] = Field(default_factory=list)
+    """Fallback models for workers."""
+    judge_fallbacks: list[str] = Field(default_factory=list)
+    """Fallback models for the judge."""
+    model_retries: int = Field(default=4, ge=0)
+    """litellm retries (with backoff) of a model call on rate limits, server errors and timeouts."""
     api_key: SecretStr | None = None
     """Optional API key passed to every model call; providers' own variables work too."""
 
@@ -53,6 +71,22 @@ class CadreSettings(BaseSettings):
     """Same for the worker model."""
     judge_price_per_mtok: tuple[float, float] | None = None
     """Same for the judge model."""
+
+    worker_backend: str = "builtin"
+    """Default worker agent: `builtin`, `claude-code`, `codex`, `aider`, `mini-swe-agent` or `command`."""
+    worker_command: str | None = None
+    """Command template for the `command` backend, with {prompt_file}, {prompt}, {handoff_file}, {model}."""
+
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """Default cost budget of a run in USD (`cadre run --max-cost`)."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Default token budget of a run (`cadre run --max-tokens`)."""
+    max_hours: float | None = Field(default=None, gt=0)
+    """Default wall-time budget of a run in hours (`cadre run --max-hours`)."""
+    budget_warning_fraction: float = Field(default=0.8, gt=0, le=1)
+    """A `budget_warning` event is emitted once when this fraction of a run budget is spent."""
+    item_max_cost_usd: float | None = Field(default=None, gt=0)
+    """Cost budget of one work item's agent; it stops at its next step beyond it."""
 
     data_dir: Path = Path.home() / ".cadre"
     """Host-local caches (bare mirrors, worktree slots) and agent transcripts."""
@@ -128,6 +162,16 @@ class CadreSettings(BaseSettings):
         if price is None and role == "subplanner":
             price = self.planner_price_per_mtok
         return price
+
+    def model_params_for(self, role: Role) -> dict:
+        """Extra litellm parameters for `role` (sub-planners fall back to the planner's)."""
+        params = getattr(self, f"{role}_model_params")
+        return params or (self.planner_model_params if role == "subplanner" else {})
+
+    def fallbacks_for(self, role: Role) -> list[str]:
+        """Fallback models for `role` (sub-planners fall back to the planner's)."""
+        fallbacks = getattr(self, f"{role}_fallbacks")
+        return fallbacks or (self.planner_fallbacks if role == "subplanner" else [])
 
     def time_limit_for(self, role: Role) -> int:
         """Hard time limit (seconds) of a task of `role`."""

@@ -18,6 +18,7 @@ from orchestrator.models import (
     Verdict,
     now,
 )
+from orchestrator.secrets_filter import scrub
 from orchestrator.redis_records import (  # noqa: F401  (re-exported: the store's public errors and helpers)
     Keys,
     StoreUnavailable,
@@ -149,15 +150,17 @@ class Store(ItemRecords):
         return list(self.redis.lrange(Keys.cycle_items(run_id, number), 0, -1))
 
     # -- usage and events ------------------------------------------------------------------
-    def add_usage(self, run_id: str, role: str, tokens: int, cost_usd: float) -> None:
-        """Add one model call's tokens and cost to the run's totals (overall and per role)."""
+    def add_usage(self, run_id: str, role: str, tokens: int, cost_usd: float, scopes: dict[str, str] | None = None,
+                  reported: bool = True) -> None:
+        """Add one model call's tokens and cost to the run's totals: overall, per role and per scope
+        (`{"cycle": "2", "node": "node-…", "item": "item-…"}`); unreported usage is counted as such."""
         pipe = self.redis.pipeline(transaction=True)
         key = Keys.usage(run_id)
-        pipe.hincrby(key, "tokens", tokens)
-        pipe.hincrbyfloat(key, "cost_usd", cost_usd)
-        pipe.hincrby(key, f"{role}:tokens", tokens)
-        pipe.hincrbyfloat(key, f"{role}:cost_usd", cost_usd)
-        pipe.hincrby(key, "calls", 1)
+        prefixes = ["", f"{role}:"] + [f"{kind}:{value}:" for kind, value in (scopes or {}).items()]
+        for prefix in prefixes:
+            pipe.hincrby(key, f"{prefix}tokens", tokens)
+            pipe.hincrbyfloat(key, f"{prefix}cost_usd", cost_usd)
+        pipe.hincrby(key, "calls" if reported else "unreported_calls", 1)
         pipe.execute()
 
     def usage(self, run_id: str) -> dict[str, float]:
@@ -165,9 +168,9 @@ class Store(ItemRecords):
         return {k: float(v) for k, v in self.redis.hgetall(Keys.usage(run_id)).items()}
 
     def emit(self, run_id: str, type_: str, **data) -> None:
-        """Append an event to the run's stream."""
+        """Append an event to the run's stream (secret values masked)."""
         event = Event(type=type_, run_id=run_id, data=data)
-        self.redis.xadd(Keys.events(run_id), {"event": event.model_dump_json()},
+        self.redis.xadd(Keys.events(run_id), {"event": scrub(event.model_dump_json())},
                         maxlen=EVENT_STREAM_MAXLEN, approximate=True)
 
     def events(self, run_id: str, count: int = 10_000) -> list[Event]:

@@ -23,14 +23,15 @@ def command_environment() -> dict[str, str]:
 CANCEL_POLL_SECONDS = 0.5
 
 
-def run_command(command: str, cwd: Path, timeout: float, cancel: threading.Event | None = None,
+def run_command(command: str | list[str], cwd: Path, timeout: float, cancel: threading.Event | None = None,
                 env: dict[str, str] | None = None) -> tuple[int | None, str]:
-    """Run a shell command in its own process group; on timeout or `cancel` the whole group is killed.
+    """Run a command (a shell line, or an argv list run without a shell) in its own process group;
+    on timeout or `cancel` the whole group is killed.
 
     Returns (exit code, or None when it was killed, and the combined stdout and stderr).
     """
     process = subprocess.Popen(
-        command, shell=True, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        command, shell=isinstance(command, str), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True, env=env if env is not None else command_environment(),
     )
     deadline = time.monotonic() + timeout

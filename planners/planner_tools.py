@@ -54,7 +54,13 @@ class PlannerTools:
         self.settings = settings
         self.created: list[str] = []
 
+    def _refuse_if_run_ended(self) -> None:
+        run = self.store.run(self.node.run_id)
+        if run.status.value != "running":
+            raise ToolError(f"refused: the run has ended ({run.status.value}); call finish")
+
     def create_task(self, args: dict) -> str:
+        self._refuse_if_run_ended()
         title, instructions = str(args.get("title", "")).strip(), str(args.get("instructions", "")).strip()
         scope = str(args.get("scope", "") or "").strip()
         if not title or not instructions:
@@ -83,6 +89,7 @@ class PlannerTools:
         return f"created work item {item.id}: {title}"
 
     def spawn_subplanner(self, args: dict) -> str:
+        self._refuse_if_run_ended()
         area, brief = str(args.get("area", "")).strip(), str(args.get("brief", "")).strip()
         if not area or not brief:
             raise ToolError("spawn_subplanner needs a non-empty area and brief")

@@ -113,6 +113,6 @@ def _run_planner_agent(store: Store, settings: CadreSettings, run: Run, node: Pl
         task = "followup" if node.round > 1 else "task"
         result = run_role_agent(store, role, run.id, f"{role}-{node.id}-round-{node.round}",
                                 render(role, "system", snapshot, **variables), render(role, task, snapshot, **variables),
-                                tools)
+                                tools, scopes={"cycle": str(node.cycle), "node": node.id})
     created = len(planner_tools.created)
     return str(result.final_arguments.get("summary") or f"planner ended ({result.status}) after {created} children")

@@ -6,10 +6,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.agent_loop import Tool, params
+from orchestrator.agent_backends import check_backend, command_template
+from orchestrator.agent_loop import AgentResult, Tool, params
 from orchestrator.agent_runner import run_role_agent
 from orchestrator.git_repo import BareCache, commit_all, commit_with_trailer, commits_between, diff_stats
-from orchestrator.models import Handoff, HandoffStatus, ItemStatus, Run, WorkItem
+from orchestrator.models import Handoff, HandoffStatus, ItemStatus, Run, RunStatus, WorkItem
 from orchestrator.prompts import render
 from orchestrator.settings import CadreSettings
 from orchestrator.shutdown import shutdown_event, shutdown_requested
@@ -17,6 +18,7 @@ from orchestrator.store import Store
 from orchestrator.workspace import prepare_cache, worktree_slot
 from orchestrator.workspace_tools import WorkspaceTools
 from workers.conflicts import conflict_resolver
+from workers.external_agent import run_external_agent
 from workers.integrate import item_trailer, land, rescue
 from workers.lease import LeaseHeartbeat
 
@@ -89,9 +91,11 @@ def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease
     result = _run_agent(store, settings, run, item, worktree)
     summary = str(result.final_arguments.get("summary") or f"agent ended: {result.status}")
     measured = dict(tokens=result.tokens, cost_usd=round(result.cost_usd, 6), attempt=item.attempt,
+                    usage_reported=result.final_tool != "handoff" or result.tokens > 0,
                     **handoff_notes(result.final_arguments))
-    if result.status == "stopped":
-        return _stopped(settings, item, worktree, cache, measured)
+    if result.status in {"stopped", "failed"}:
+        reason = summary if result.status == "failed" else stop_reason(store, settings, run, result.cost_usd)
+        return _stopped(settings, item, worktree, cache, measured, reason)
     sha = commit_all(worktree, commit_message(item, summary), settings.git_author_name, settings.git_author_email)
     if sha is None:
         return Outcome(ItemStatus.DONE, Handoff(status=HandoffStatus.NO_CHANGE, summary=summary, **measured))
@@ -113,9 +117,21 @@ def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease
     return Outcome(ItemStatus.DONE if landing.landed else ItemStatus.FAILED, handoff, landing.reason)
 
 
-def _stopped(settings: CadreSettings, item: WorkItem, worktree: Path, cache: BareCache, measured: dict) -> Outcome:
-    """The agent stopped early: its work in progress goes to the rescue branch; requeue on shutdown."""
-    reason = "worker shutting down" if shutdown_requested() else "run ended"
+def stop_reason(store: Store, settings: CadreSettings, run: Run, item_cost: float) -> str:
+    """Why an agent stopped before finishing."""
+    if shutdown_requested():
+        return "worker shutting down"
+    current = store.run(run.id)
+    if current.status is not RunStatus.RUNNING:
+        return f"run ended {current.status.value}" + (f": {current.reason}" if current.reason else "")
+    if settings.item_max_cost_usd is not None and item_cost >= settings.item_max_cost_usd:
+        return f"item cost budget of ${settings.item_max_cost_usd} spent"
+    return "agent stopped"
+
+
+def _stopped(settings: CadreSettings, item: WorkItem, worktree: Path, cache: BareCache, measured: dict,
+             reason: str) -> Outcome:
+    """The agent stopped early or failed: its work in progress goes to the rescue branch; requeue on shutdown."""
     wip = commit_all(worktree, f"WIP: {item.title}\n\nStopped: {reason}\n\n{item_trailer(item.id)}\n"
                                f"Cadre-Attempt: {item.attempt}\n", settings.git_author_name, settings.git_author_email)
     branch = rescue(worktree, cache, item.id, item.attempt, reason).rescue_branch if wip else None
@@ -124,12 +140,19 @@ def _stopped(settings: CadreSettings, item: WorkItem, worktree: Path, cache: Bar
     return Outcome(None if shutdown_requested() else ItemStatus.FAILED, handoff, reason)
 
 
-def _run_agent(store: Store, settings: CadreSettings, run: Run, item: WorkItem, worktree: Path):
+def _run_agent(store: Store, settings: CadreSettings, run: Run, item: WorkItem, worktree: Path) -> AgentResult:
+    """The run's worker backend on this item: the builtin loop, or an external agent program."""
+    variables = dict(goal=run.goal, branch=run.branch, title=item.title, instructions=item.instructions,
+                     scope=item.scope, acceptance=item.acceptance)
+    template = command_template(run.worker_backend, settings)
+    if template is not None:
+        check_backend(run.worker_backend, settings)
+        return run_external_agent(store, settings, run, item, worktree, template, variables)
     tools = WorkspaceTools(worktree, settings.command_timeout_seconds, shutdown_event())
     finish = Tool("finish", "End the task with your handoff to the planner that asked for it.", HANDOFF_PARAMETERS,
                   lambda _a: "finished", terminal=True)
-    variables = dict(goal=run.goal, branch=run.branch, title=item.title, instructions=item.instructions,
-                     scope=item.scope, acceptance=item.acceptance)
     return run_role_agent(store, "worker", run.id, f"worker-{item.id}-{item.attempt}",
                           render("worker", "system", worktree, **variables), render("worker", "task", worktree, **variables),
-                          tools.explore_tools() + tools.edit_tools() + [finish])
+                          tools.explore_tools() + tools.edit_tools() + [finish],
+                          scopes={"cycle": str(item.cycle), "node": item.node_id, "item": item.id},
+                          max_cost_usd=settings.item_max_cost_usd)

@@ -49,7 +49,8 @@ def conflict_resolver(store: Store, settings: CadreSettings, run: Run, item: Wor
                                 render("worker", "conflict_system", worktree, **variables),
                                 render("worker", "conflict", worktree, **variables),
                                 tools.explore_tools() + tools.edit_tools() + [finish],
-                                max_steps=settings.conflict_max_steps)
+                                max_steps=settings.conflict_max_steps,
+                                scopes={"cycle": str(item.cycle), "node": item.node_id, "item": item.id})
         if result.status != "finished" or still_marked(worktree, conflicted):
             log.info("item %s: conflict turn ended %s with markers left", item.id, result.status)
             return False

@@ -31,23 +31,26 @@ def execute_work_item(store: Store, item_id: str) -> None:
     (shutdown, an error, within the attempt bound); either way its planner node is told once.
     """
     settings = get_settings()
+    pending = store.item(item_id)
+    run = store.run(pending.run_id)
+    if run.status in TERMINAL_RUN_STATUSES:
+        cancelled = store.cancel_item(item_id, Handoff(status=HandoffStatus.FAILED, attempt=pending.attempt,
+                                                       summary=f"not started: run ended {run.status.value}"))
+        if cancelled is not None:
+            item_settled(store, cancelled)
+        return
     item = store.claim_item(item_id, settings.lease_seconds)
     if item is None:
-        store.emit(store.item(item_id).run_id, "delivery_dropped", item_id=item_id, worker=worker_identity())
+        store.emit(run.id, "delivery_dropped", item_id=item_id, worker=worker_identity())
         log.info("item %s is not pending; duplicate or stale delivery dropped", item_id)
         return
-    run = store.run(item.run_id)
     store.emit(run.id, "item_claimed", item_id=item.id, attempt=item.attempt, worker=worker_identity())
     started = time.monotonic()
     outcome = Outcome(ItemStatus.FAILED, Handoff(status=HandoffStatus.FAILED, summary="not started",
                                                  attempt=item.attempt))
     try:
-        if run.status in TERMINAL_RUN_STATUSES:
-            outcome = Outcome(ItemStatus.FAILED, Handoff(status=HandoffStatus.FAILED, attempt=item.attempt,
-                                                         summary=f"run already {run.status}"))
-        else:
-            with LeaseHeartbeat(store, item.id, item.attempt, settings.lease_seconds) as lease:
-                outcome = attempt_item(store, settings, run, item, lease)
+        with LeaseHeartbeat(store, item.id, item.attempt, settings.lease_seconds) as lease:
+            outcome = attempt_item(store, settings, run, item, lease)
     except SoftTimeLimitExceeded:
         outcome = Outcome(ItemStatus.FAILED, Handoff(status=HandoffStatus.FAILED, attempt=item.attempt,
                                                      summary="time limit exceeded"))
