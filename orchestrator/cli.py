@@ -119,34 +119,64 @@ def status(
 
 
 def print_run(console: Console, data: dict) -> None:
-    """A run as a tree per cycle: planner nodes, their work items with states and commits; then verdicts."""
-    from rich.tree import Tree
+    """A run as a tree per cycle: planner nodes, their work items with states and commits, verdicts, usage."""
+    from orchestrator.watch_view import watch_view
 
-    console.print(f"[bold]{data['id']}[/] {data['status']} · cycle {data['cycle']}/{data['max_cycles']} · "
-                  f"{data['tokens']} tokens · ${data['cost_usd']:.4f}\n{data['goal']}", highlight=False)
-    tasks = {t["id"]: t for t in data["tasks"]}
-    nodes = data["nodes"]
-    for cycle in data["cycles"]:
-        tree = Tree(f"cycle {cycle['number']} ({cycle['status']})")
-        branches = {}
-        for node in [n for n in nodes if n["cycle"] == cycle["number"]]:
-            parent = branches.get(node["parent_id"], tree)
-            counts = ", ".join(f"{v} {k}" for k, v in sorted(node["item_counts"].items())) or "no items"
-            label = node["area"] or "root planner"
-            branches[node["id"]] = parent.add(f"[bold]{label}[/] {node['id']} {node['status']} "
-                                              f"(round {node['round']}; {counts}; {node['tokens']} tokens "
-                                              f"${node['cost_usd']:.4f})")
-            for item_id in node["items"]:
-                task = tasks[item_id]
-                commit = f" {task['commit'][:12]}" if task["commit"] else ""
-                branches[node["id"]].add(f"{task['handoff'] or task['status']}{commit} {task['title']}")
-        console.print(tree)
-        if cycle["verdict"]:
-            verdict = cycle["verdict"]
-            console.print(f"  verdict: {'done' if verdict['done'] else 'not done'}: {verdict['reason']}",
-                          highlight=False)
+    console.print(watch_view(data), highlight=False)
     roles = ", ".join(f"{role} {u['tokens']} tokens ${u['cost_usd']:.4f}" for role, u in data["usage_by_role"].items())
     console.print(f"usage by role: {roles or 'none yet'}", highlight=False)
+
+
+@cli.command()
+def watch(run_id: str = typer.Argument(..., help="The run to watch.")) -> None:
+    """A live view of a run until it ends: progress per cycle, the planning tree, cost so far."""
+    from orchestrator.watch_view import live_watch
+
+    store = guarded(_store)
+    guarded(lambda: store.run(run_id))
+    raise typer.Exit(live_watch(store, run_id, Console()))
+
+
+@cli.command()
+def up(
+    workers: int = typer.Option(2, min=1, help="Worker processes (one agent each)."),
+    flower_port: int = typer.Option(5555, help="Flower's port on 127.0.0.1 (0: no Flower)."),
+) -> None:
+    """The whole stack on this machine without Docker: Redis if none answers, every role, beat, Flower."""
+    from orchestrator.local_up import LocalStack, serve_until_interrupted, stack_environment
+
+    settings = get_settings()
+    for role in ("planner", "judge") + (("worker",) if settings.worker_backend == "builtin" else ()):
+        guarded(lambda r=role: settings.model_for(r))
+    stack = guarded(lambda: LocalStack(stack_environment(settings.data_dir), settings.data_dir, workers,
+                                       flower_port or None).start())
+    err.print(f"Cadre is up: {workers} workers, logs in {settings.data_dir / 'logs'}"
+              + (f", Flower at http://127.0.0.1:{flower_port}" if flower_port else "") + ". Ctrl-C stops it.")
+    serve_until_interrupted(stack, err.print)
+
+
+@cli.command()
+def demo(timeout: int = typer.Option(600, help="Give up after this many seconds.")) -> None:
+    """One command on a fresh machine: a sample project with failing tests, made green by Cadre."""
+    from orchestrator.demo_run import run_demo
+
+    raise typer.Exit(run_demo(Console(), timeout))
+
+
+@cli.command("sample-repo")
+def sample_repo(path: str = typer.Argument(..., help="Where to create the bare repository.")) -> None:
+    """Create the demo's sample project (failing tests) as a bare repository to point a run at."""
+    from pathlib import Path
+
+    from orchestrator.sample_project import GOAL, create_sample_repo
+
+    try:
+        create_sample_repo(Path(path))
+    except FileExistsError:
+        err.print(f"{path} exists already; keeping it")
+        return
+    print(path)
+    err.print(f'try: cadre run --repo {path} --goal "{GOAL}" --wait')
 
 
 @cli.command()

@@ -1,24 +1,19 @@
 """A deterministic stand-in for an LLM, for trying Cadre without a model or an API key.
 
-Served by `python -m orchestrator.scripted_model --policy orchestrator.demo_model:policy`. It is a
-demo, not an agent: it plans two cycles of small file-writing tasks, the workers write exactly the
-files they are told to, and the judge accepts the goal in cycle 2. Every answer is decided from
-the request alone, so any number of Cadre processes can share one server.
+Served by `python -m orchestrator.scripted_model --policy orchestrator.demo_model:policy` (and by
+`cadre demo`). It is a demo, not an agent: it knows the sample project of
+`orchestrator.sample_project`, plans one work item per broken module, its workers write the fixed
+files, and its judge says done when the check command passed. Every answer is decided from the
+request alone, so any number of Cadre processes can share one server.
 """
 
 from __future__ import annotations
 
 import re
 
+from orchestrator.sample_project import FIXES
 from orchestrator.scripted_model import ScriptedReply, call, reply
 
-CYCLE_ONE = [
-    ("Create GREETING.md", "GREETING.md", "# Hello from Cadre\n\nWritten by a demo worker.\n"),
-    ("Create hello.py", "hello.py", 'def hello(name: str) -> str:\n    return f"hello, {name}"\n'),
-    ("Create test_hello.py", "test_hello.py",
-     "from hello import hello\n\n\ndef test_hello():\n    assert hello('cadre') == 'hello, cadre'\n"),
-]
-CYCLE_TWO = [("Create CHANGELOG.md", "CHANGELOG.md", "# Changelog\n\n- hello() and its test\n")]
 CONTENT_MARKER = "Content of {path}:\n"
 
 
@@ -34,24 +29,17 @@ def _prompt(request: dict) -> str:
     return "\n".join(m.get("content") or "" for m in request["messages"] if m["role"] in {"system", "user"})
 
 
-def _cycle(request: dict) -> int:
-    match = re.search(r"cycle (\d+) of", _prompt(request))
-    return int(match.group(1)) if match else 1
-
-
 def planner(request: dict) -> ScriptedReply:
-    if _observations(request):
-        return reply(call("finish", summary="planned the demo's files"))
-    tasks = CYCLE_ONE if _cycle(request) == 1 else CYCLE_TWO
-    return reply(*(call("create_task", title=title, scope=path,
-                        instructions=f"Write the file {path} exactly as given.\n{CONTENT_MARKER.format(path=path)}"
-                                     f"{content}")
-                   for title, path, content in tasks))
+    if _observations(request) or "This is round" in _prompt(request):
+        return reply(call("finish", summary="one work item per broken module"))
+    return reply(*(call("create_task", title=f"Fix {path}", scope=path,
+                        instructions=f"Make the tests of {path} pass.\n{CONTENT_MARKER.format(path=path)}{content}")
+                   for path, content in FIXES.items()))
 
 
 def worker(request: dict) -> ScriptedReply:
     if _observations(request):
-        return reply(call("finish", summary="wrote the file as instructed"))
+        return reply(call("finish", summary="wrote the fix", findings="the tests cover this module"))
     match = re.search(r"Content of (\S+):\n(.*?)(?:\n\nScope:|\Z)", _prompt(request), re.S)
     if match is None:
         return reply(call("finish", summary="nothing to write"))
@@ -59,10 +47,11 @@ def worker(request: dict) -> ScriptedReply:
 
 
 def judge(request: dict) -> ScriptedReply:
-    if _cycle(request) < 2:
-        return reply(call("verdict", done=False, reason="the code is there but the change log is missing",
-                          next_focus="add a CHANGELOG.md"))
-    return reply(call("verdict", done=True, reason="all demo files are present"))
+    text = _prompt(request)
+    if "passed. Its output" in text or "No check command" in text:
+        return reply(call("verdict", done=True, reason="the test suite passes"))
+    return reply(call("verdict", done=False, reason="the test suite still fails",
+                      next_focus="fix the failing tests"))
 
 
 def policy(request: dict) -> ScriptedReply:

@@ -27,17 +27,19 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server of the tests' own, on a free port, data in a temporary directory."""
+    """A private redis-server (AOF on, `noeviction`) on a free or given port, its data in `workdir`."""
 
-    def __init__(self, workdir: Path, appendonly: bool = True):
+    def __init__(self, workdir: Path, appendonly: bool = True, port: int | None = None, password: str | None = None):
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.appendonly = appendonly
+        self.password = password
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
@@ -46,8 +48,9 @@ class RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-             "--appendonly", "yes" if self.appendonly else "no", "--save", "", "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+             "--appendonly", "yes" if self.appendonly else "no", "--save", "", "--maxmemory-policy", "noeviction",
+             *(["--requirepass", self.password] if self.password else [])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
@@ -71,16 +74,16 @@ class RedisServer:
 
 
 class CadreProcess:
-    """One `cadre` command (worker, beat...) run as a subprocess in its own process group."""
+    """One `cadre` command (worker, beat...), or another `program`, run in its own process group."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, program: list[str] | None = None):
         self.args = args
         self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        command = (program or [sys.executable, "-m", "orchestrator.cli"]) + args
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM the group (Celery's warm shutdown), then SIGKILL whatever is left."""

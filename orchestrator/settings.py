@@ -20,7 +20,8 @@ class MissingModelError(ValueError):
 class CadreSettings(BaseSettings):
     """Everything a Cadre process can be configured with. Each field maps to `CADRE_<FIELD>`."""
 
-    model_config = SettingsConfigDict(env_prefix="CADRE_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CADRE_", env_file=".env", extra="ignore", use_attribute_docstrings=True,
+                                      env_ignore_empty=True)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Broker and state store. One Redis holds queues, runs, items, leases and event streams."""
