@@ -38,6 +38,8 @@ def execute_work_item(store: Store, item_id: str) -> None:
                                                        summary=f"not started: run ended {run.status.value}"))
         if cancelled is not None:
             item_settled(store, cancelled)
+        else:
+            store.emit(run.id, "delivery_dropped", item_id=item_id, worker=worker_identity())
         return
     item = store.claim_item(item_id, settings.lease_seconds)
     if item is None:

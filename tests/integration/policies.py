@@ -76,7 +76,7 @@ def single_item_plan(*titles: str):
     def policy(request: dict) -> ScriptedReply:
         names = tool_names(request)
         if "create_task" in names:
-            if tool_results(request):
+            if tool_results(request) or "This is round" in prompt(request):
                 return reply(call("finish", summary="planned"))
             return reply(*(call("create_task", title=t, instructions=f"Do: {t}") for t in titles))
         if "verdict" in names:
