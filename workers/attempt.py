@@ -19,7 +19,7 @@ from orchestrator.workspace import prepare_cache, worktree_slot
 from orchestrator.workspace_tools import WorkspaceTools
 from workers.conflicts import conflict_resolver
 from workers.external_agent import run_external_agent
-from workers.integrate import item_trailer, land, rescue
+from workers.integrate import item_trailer, land, land_via_queue, rescue
 from workers.lease import LeaseHeartbeat
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,12 @@ def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease
     if sha is None:
         return Outcome(ItemStatus.DONE, Handoff(status=HandoffStatus.NO_CHANGE, summary=summary, **measured))
     resolver = conflict_resolver(store, settings, run, item, worktree)
-    landing = land(worktree, cache, run.branch, item.id, item.attempt, settings.push_attempts, lease.still_holds,
-                   resolver)
+    if settings.integration == "queue":
+        landing = land_via_queue(store, worktree, cache, run.branch, item.id, item.attempt,
+                                 settings.land_push_interval_seconds, lease.still_holds, resolver)
+    else:
+        landing = land(worktree, cache, run.branch, item.id, item.attempt, settings.push_attempts,
+                       lease.still_holds, resolver)
     stats = diff_stats(worktree, f"{landing.commit}~1", landing.commit)
     store.emit(run.id, "pushed" if landing.landed else "rescued", item_id=item.id, attempt=item.attempt,
                commit=landing.commit, retries=landing.retries, rescue_branch=landing.rescue_branch,

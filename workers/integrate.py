@@ -100,3 +100,29 @@ def land(worktree: Path, cache: BareCache, branch: str, item_id: str, attempt: i
         time.sleep(delay)
     return rescue(worktree, cache, item_id, attempt, f"push still rejected after {max_attempts} tries",
                   retries=max_attempts)
+
+
+def land_via_queue(store, worktree: Path, cache: BareCache, branch: str, item_id: str, attempt: int,
+                   push_interval: float, still_holds_lease: Callable[[], bool],
+                   resolve_conflicts: ConflictResolver | None = None) -> LandingResult:
+    """Queue mode: hand the commit to the branch's lander; on a conflict answer, rebase onto the new
+    tip, resolve with the agent (bounded) and resubmit. Unlandable work goes to the rescue branch."""
+    from workers.landing_queue import submit
+
+    upstream = f"refs/remotes/origin/{branch}"
+    for turn in range(CONFLICT_TURNS + 1):
+        if not still_holds_lease():
+            return rescue(worktree, cache, item_id, attempt, "lease lost before landing (stale attempt)")
+        answer = submit(store, cache, worktree, branch, item_id, attempt, head_sha(worktree), push_interval)
+        if answer.status == "landed":
+            cache.fetch()  # the lander may have run on another host: bring its commit here
+            return LandingResult(landed=True, commit=answer.commit, retries=turn)
+        if answer.status != "conflict" or turn == CONFLICT_TURNS:
+            return rescue(worktree, cache, item_id, attempt, f"lander answered {answer.status}",
+                          answer.conflicted_paths, turn)
+        cache.fetch()
+        conflicted = rebase_onto(worktree, upstream)
+        if conflicted and not (resolve_conflicts is not None and resolve_conflicts(conflicted)):
+            abort_rebase(worktree)
+            return rescue(worktree, cache, item_id, attempt, "rebase conflict not resolved", conflicted, turn)
+    raise AssertionError("unreachable")

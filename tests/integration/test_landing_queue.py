@@ -1,0 +1,175 @@
+"""The landing queue on real Redis and real git: concurrency, conflicts, outside pushes, lander crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from orchestrator.git_repo import commit_all
+from orchestrator.redis_records import Keys
+from orchestrator.workspace import prepare_cache, worktree_slot
+from tests.services import git, make_remote
+from workers.landing_queue import Lander, LandingRequest, pending_ref, queue_key, submit
+
+pytestmark = pytest.mark.integration
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def commit_in_slot(cache, item_id: str, path: str, content: str):
+    """A worktree slot with one commit for `item_id` (the slot lock is released at once: fine for tests)."""
+    with worktree_slot(cache, f"t-{item_id}", "refs/remotes/origin/main") as worktree:
+        (worktree / path).write_text(content)
+        sha = commit_all(worktree, f"{item_id}\n\nCadre-Item: {item_id}\nCadre-Attempt: 1", "Ann Author", "ann@example.com")
+    return worktree, sha
+
+
+def trailers_on_main(remote) -> list[str]:
+    return [line for line in git("log", "--format=%(trailers:key=Cadre-Item,valueonly)", "main", cwd=remote).split()]
+
+
+@pytest.fixture
+def setup(tmp_path, store):
+    remote = make_remote(tmp_path / "git", {"shared.txt": "base\n"})
+    cache = prepare_cache(tmp_path / "data", str(remote))
+    return remote, cache, store
+
+
+def hold_lease(store, item_id: str, attempt: int = 1) -> None:
+    store.redis.set(Keys.lease(item_id), attempt, ex=600)
+
+
+def test_concurrent_disjoint_commits_all_land_once_in_a_linear_history(setup):
+    remote, cache, store = setup
+    prepared = []
+    for k in range(8):
+        hold_lease(store, f"item-{k}")
+        prepared.append((f"item-{k}", *commit_in_slot(cache, f"item-{k}", f"file{k}.txt", f"{k}\n")))
+    answers = {}
+
+    def land(item_id, worktree, sha):
+        answers[item_id] = submit(store, cache, worktree, "main", item_id, 1, sha, push_interval=0)
+
+    threads = [threading.Thread(target=land, args=p) for p in prepared]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(a.status == "landed" for a in answers.values()), answers
+    assert sorted(trailers_on_main(remote)) == sorted(answers)
+    assert git("log", "--merges", "--format=%H", "main", cwd=remote) == ""
+    landed = answers["item-3"].commit
+    assert git("log", "-1", "--format=%an <%ae>|%s", landed, cwd=remote) == "Ann Author <ann@example.com>|item-3"
+
+
+def test_conflicting_item_is_answered_once_with_its_paths(setup):
+    remote, cache, store = setup
+    for item_id in ("item-a", "item-b"):
+        hold_lease(store, item_id)
+    worktree_a, sha_a = commit_in_slot(cache, "item-a", "shared.txt", "from a\n")
+    worktree_b, sha_b = commit_in_slot(cache, "item-b", "shared.txt", "from b\n")
+    assert submit(store, cache, worktree_a, "main", "item-a", 1, sha_a, 0).status == "landed"
+    answer = submit(store, cache, worktree_b, "main", "item-b", 1, sha_b, 0)
+    assert answer.status == "conflict" and answer.conflicted_paths == ["shared.txt"]
+    assert trailers_on_main(remote) == ["item-a"]
+
+
+def test_stale_attempt_is_refused(setup):
+    remote, cache, store = setup
+    hold_lease(store, "item-z", attempt=2)
+    worktree, sha = commit_in_slot(cache, "item-z", "z.txt", "z\n")
+    assert submit(store, cache, worktree, "main", "item-z", 1, sha, 0).status == "stale"
+    assert trailers_on_main(remote) == []
+
+
+def test_outside_push_is_refetched_and_the_batch_redone(setup, tmp_path):
+    remote, cache, store = setup
+    hold_lease(store, "item-o")
+    worktree, sha = commit_in_slot(cache, "item-o", "o.txt", "o\n")
+    other = tmp_path / "other"
+    git("clone", str(remote), str(other))
+    store.redis.set(f"{queue_key(cache.url, 'main')}:last_push", time.time())  # the lander waits 2 s to push
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(a=submit(store, cache, worktree, "main", "item-o", 1, sha, 2.0)))
+    thread.start()
+    time.sleep(0.8)
+    (other / "outside.txt").write_text("pushed by a human\n")
+    git("add", "-A", cwd=other)
+    git("commit", "-m", "outside", cwd=other)
+    git("push", "origin", "HEAD:main", cwd=other)
+    thread.join()
+    assert result["a"].status == "landed"
+    assert git("log", "--format=%s", "main", cwd=remote).splitlines()[:2] == ["item-o", "outside"]
+
+
+LANDER_SCRIPT = """
+import sys
+from pathlib import Path
+from orchestrator.store import Store, connect
+from orchestrator.git_repo import BareCache
+from workers.landing_queue import Lander
+store = Store(connect(sys.argv[1]))
+Lander(store, BareCache(Path(sys.argv[2]), sys.argv[3]), "main", push_interval=float(sys.argv[4])).drain_if_free()
+"""
+
+
+def enqueue(store, cache, worktree, item_id, sha):
+    ref = pending_ref(item_id, 1)
+    git("push", "-f", cache.url, f"{sha}:{ref}", cwd=worktree)
+    store.redis.rpush(f"{queue_key(cache.url, 'main')}:queue", json.dumps(LandingRequest(item_id, 1, sha, ref).__dict__))
+
+
+def test_lander_killed_mid_batch_loses_nothing_and_lands_nothing_twice(setup, redis_url):
+    remote, cache, store = setup
+    key = queue_key(cache.url, "main")
+    items = [f"item-k{k}" for k in range(5)]
+    for k, item_id in enumerate(items):
+        hold_lease(store, item_id)
+        worktree, sha = commit_in_slot(cache, item_id, f"k{k}.txt", f"{k}\n")
+        enqueue(store, cache, worktree, item_id, sha)
+    store.redis.set(f"{key}:last_push", time.time())  # the lander will wait before its push: kill it then
+    lander = subprocess.Popen([sys.executable, "-c", LANDER_SCRIPT, redis_url, str(cache.root), cache.url, "30"],
+                              env={**os.environ, "PYTHONPATH": ROOT}, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while store.redis.llen(f"{key}:processing") < len(items) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    os.killpg(lander.pid, signal.SIGKILL)
+    lander.wait()
+    assert trailers_on_main(remote) == [] and store.redis.llen(f"{key}:processing") == len(items)
+    # Simulate the other crash point too: the first item had reached the branch before the kill.
+    with worktree_slot(cache, "t-manual", "refs/remotes/origin/main") as worktree:
+        (worktree / "k0.txt").write_text("0\n")
+        commit_all(worktree, "item-k0\n\nCadre-Item: item-k0", "Ann Author", "ann@example.com")
+        git("push", cache.url, "HEAD:refs/heads/main", cwd=worktree)
+    store.redis.delete(f"{key}:lock")  # the dead lander's lock expires
+    store.redis.delete(f"{key}:last_push")
+    assert Lander(store, cache, "main").drain_if_free() == len(items)
+    assert sorted(trailers_on_main(remote)) == sorted(items), "each item exactly once"
+    for item_id in items:
+        answer = json.loads(store.redis.lpop(f"cadre:land:answer:{item_id}:1"))
+        assert answer["status"] == "landed"
+
+
+def test_workers_land_through_the_queue_on_the_real_stack(cadre, remote):
+    from orchestrator.scripted_model import ScriptedModelServer
+    from tests.integration.policies import single_item_plan
+    from tests.integration.test_cycle import remote_log, run_and_wait, start_stack
+
+    titles = ("write q1.txt: one", "write q2.txt: two", "append shared.txt: three", "append shared.txt: four")
+    from tests.integration.policies import keep_both_sides_on_conflict
+
+    with ScriptedModelServer(keep_both_sides_on_conflict(single_item_plan(*titles))) as server:
+        stack = start_stack(cadre, server, workers=3, CADRE_INTEGRATION="queue")
+        result, run_id, status = run_and_wait(stack, remote, "Land through the queue.")
+    assert result.returncode == 0, f"{result.stderr}\n{stack.logs()}"
+    landed = [t for t in status["tasks"] if t["commit"]]
+    assert len(landed) == 4 and len(remote_log(remote)) == 5
+    text = git("show", "main:shared.txt", cwd=remote)
+    assert "three" in text and "four" in text
