@@ -49,6 +49,25 @@ def push_if_unchanged(repo: PathArg, url: str, new_tip: str, branch: str, expect
     raise GitError(f"push to {_redact(url)} failed: {_one_line(err or out, str(status))}")
 
 
+def has_commit(repo: PathArg, sha: str) -> bool:
+    """Whether the object store already has commit `sha` (worktrees of one host cache share it)."""
+    status, _out, _err = _call(repo, "cat_file", "-e", f"{sha}^{{commit}}", with_extended_output=True,
+                               with_exceptions=False)
+    return status == 0
+
+
+def recent_trailers(repo: PathArg, tip: str, key: str = "Cadre-Item", max_count: int = 2000) -> dict[str, str]:
+    """`{trailer value: commit}` for the last `max_count` commits reachable from `tip` (newest wins)."""
+    out = _call(repo, "log", f"--max-count={max_count}", f"--format=%H %(trailers:key={key},valueonly,separator=%x2C)",
+                tip, "--")
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, values = line.partition(" ")
+        for value in filter(None, values.split(",")):
+            found.setdefault(value.strip(), sha)
+    return found
+
+
 def fetch_ref(repo: PathArg, url: str, ref: str) -> None:
     """Fetch one ref of the remote into the same ref here (e.g. a worker's pending commit)."""
     _call(repo, "fetch", "--no-tags", url, f"+{ref}:{ref}", env=_env(network=True), what=f"fetch of {ref} failed")

@@ -13,7 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.git_repo import BareCache, abort_rebase, commit_with_trailer, head_sha, push, rebase_onto
+from orchestrator.git_repo import (
+    BareCache,
+    abort_rebase,
+    commit_with_trailer,
+    head_sha,
+    push,
+    rebase_onto,
+    reset_worktree,
+)
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE_SECONDS = 0.05
@@ -116,6 +124,8 @@ def land_via_queue(store, worktree: Path, cache: BareCache, branch: str, item_id
         answer = submit(store, cache, worktree, branch, item_id, attempt, head_sha(worktree), push_interval)
         if answer.status == "landed":
             cache.fetch()  # the lander may have run on another host: bring its commit here
+            # The lander replayed our commit as a new one; stand on it, so our own copy never looks unlanded.
+            reset_worktree(worktree, answer.commit)
             return LandingResult(landed=True, commit=answer.commit, retries=turn)
         if answer.status != "conflict" or turn == CONFLICT_TURNS:
             return rescue(worktree, cache, item_id, attempt, f"lander answered {answer.status}",

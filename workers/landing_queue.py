@@ -22,8 +22,15 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from orchestrator.git_plumbing import fetch_ref, merge_onto, push_if_unchanged, replay_commit
-from orchestrator.git_repo import BareCache, commit_with_trailer, push
+from orchestrator.git_plumbing import (
+    fetch_ref,
+    has_commit,
+    merge_onto,
+    push_if_unchanged,
+    recent_trailers,
+    replay_commit,
+)
+from orchestrator.git_repo import BareCache, push
 from orchestrator.store import Store
 
 log = logging.getLogger(__name__)
@@ -118,8 +125,9 @@ class Lander:
             self.cache.fetch()
             tip = self.cache.head(self.branch)
             new_tip, answers = tip, []
+            landed_items = recent_trailers(self.cache.path, tip)  # one scan per batch, kept up to date below
             for request in batch:
-                answer, new_tip = self._land_one(request, new_tip)
+                answer, new_tip = self._land_one(request, new_tip, landed_items)
                 answers.append((request, answer))
             if new_tip == tip or self._push(new_tip, tip):
                 break
@@ -132,17 +140,18 @@ class Lander:
         pipe.execute()
         return len(answers)
 
-    def _land_one(self, request: LandingRequest, tip: str) -> tuple[LandingAnswer, str]:
-        already = commit_with_trailer(self.cache.path, tip, f"Cadre-Item: {request.item_id}")
-        if already is not None:
-            return LandingAnswer("landed", already), tip
+    def _land_one(self, request: LandingRequest, tip: str, landed_items: dict[str, str]) -> tuple[LandingAnswer, str]:
+        if request.item_id in landed_items:  # never the same change twice, whatever crashed before
+            return LandingAnswer("landed", landed_items[request.item_id]), tip
         if self.store.lease_holder(request.item_id) != request.attempt:
             return LandingAnswer("stale"), tip  # fencing: only the attempt holding the lease lands
-        fetch_ref(self.cache.path, self.cache.url, request.ref)
+        if not has_commit(self.cache.path, request.commit):
+            fetch_ref(self.cache.path, self.cache.url, request.ref)
         tree, conflicts = merge_onto(self.cache.path, tip, request.commit)
         if tree is None:
             return LandingAnswer("conflict", conflicted_paths=conflicts), tip
         landed = replay_commit(self.cache.path, tree, tip, request.commit)
+        landed_items[request.item_id] = landed
         return LandingAnswer("landed", landed), landed
 
     def _push(self, new_tip: str, expected: str) -> bool:

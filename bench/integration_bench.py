@@ -1,0 +1,184 @@
+"""Integration throughput: N concurrent workers landing no-op-agent commits, `direct` beside `queue`.
+
+Each worker is a thread with its own worktree slot of one host cache (as on one machine); an item
+is one commit of a new file, or, for `--conflicts` of the items, an edit of the same line of one
+shared file (resolved by keeping both sides, as a worker's agent would). Prints per mode and N:
+landings per second and per hour, retries, reworks, p50/p99 land latency, lost and duplicated.
+
+    python bench/integration_bench.py --workers 1 8 32 64 --conflicts 0 0.1
+    python bench/integration_bench.py --hosted --seconds 60     # queue mode, 6 pushes a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from orchestrator.git_repo import commit_all, continue_rebase, stage_all  # noqa: E402
+from orchestrator.local_stack import RedisServer  # noqa: E402
+from orchestrator.redis_records import Keys  # noqa: E402
+from orchestrator.store import Store, connect  # noqa: E402
+from orchestrator.workspace import prepare_cache, worktree_slot  # noqa: E402
+from workers.integrate import land, land_via_queue  # noqa: E402
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    identity = ["-c", "user.name=Bench", "-c", "user.email=bench@localhost"]
+    return subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def make_remote(root: Path) -> Path:
+    remote, seed = root / "remote.git", root / "seed"
+    git("init", "-q", "--bare", "-b", "main", str(remote))
+    git("init", "-q", "-b", "main", str(seed))
+    (seed / "shared.txt").write_text("line one\n" + "".join(f"line {i}\n" for i in range(2, 50)))
+    git("add", "-A", cwd=seed)
+    git("commit", "-q", "-m", "initial", cwd=seed)
+    git("push", "-q", str(remote), "main", cwd=seed)
+    return remote
+
+
+def keep_both(worktree: Path):
+    def resolve(paths: list[str]) -> bool:
+        for path in paths:
+            lines = (worktree / path).read_text().splitlines(keepends=True)
+            (worktree / path).write_text("".join(l for l in lines if not l.startswith(("<<<<<<<", "=======", ">>>>>>>"))))
+        stage_all(worktree)
+        return not continue_rebase(worktree, "Bench", "bench@localhost")
+    return resolve
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def trial(mode: str, workers: int, items: int, conflicts: float, redis_url: str, push_interval: float = 0.0,
+          seconds: float | None = None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="cadre-land-bench-") as tmp:
+        root = Path(tmp)
+        remote = make_remote(root)
+        cache = prepare_cache(root / "data", str(remote))
+        store = Store(connect(redis_url))
+        store.redis.flushdb()
+        stats = {"latency": [], "retries": 0, "reworks": 0, "landed": 0, "rescued": 0}
+        lock = threading.Lock()
+        every = max(1, round(1 / conflicts)) if conflicts else 0
+        deadline = time.monotonic() + seconds if seconds else None
+
+        def work(k: int) -> None:
+            j = 0
+            while (j < items) if deadline is None else (time.monotonic() < deadline):
+                item = f"item-{k}-{j}"
+                store.redis.set(Keys.lease(item), 1, ex=3600)
+                cache.fetch()  # as a worker does before taking its slot (prepare_cache)
+                with worktree_slot(cache, f"w{k}", "refs/remotes/origin/main") as worktree:
+                    serial = k * items + j
+                    if every and serial % every == 0:
+                        text = (worktree / "shared.txt").read_text().replace("line one", f"line one by {item}", 1)
+                        (worktree / "shared.txt").write_text(text)
+                    else:
+                        (worktree / f"{item}.txt").write_text(f"{item}\n")
+                    commit_all(worktree, f"{item}\n\nCadre-Item: {item}\nCadre-Attempt: 1", "Bench", "bench@localhost")
+                    started = time.monotonic()
+                    if mode == "direct":
+                        result = land(worktree, cache, "main", item, 1, 200, lambda: True, keep_both(worktree))
+                    else:
+                        result = land_via_queue(store, worktree, cache, "main", item, 1, push_interval, lambda: True,
+                                                keep_both(worktree))
+                    with lock:
+                        stats["latency"].append(time.monotonic() - started)
+                        stats["landed" if result.landed else "rescued"] += 1
+                        stats["retries" if mode == "direct" else "reworks"] += result.retries
+                        if mode == "direct" and result.conflicted_paths:
+                            stats["reworks"] += 1
+                j += 1
+
+        began = time.monotonic()
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - began
+        trailers = git("log", "--format=%(trailers:key=Cadre-Item,valueonly)", "main", cwd=remote).split()
+        submitted = stats["landed"] + stats["rescued"]
+        return {"mode": mode, "workers": workers, "conflicts": conflicts, "items": submitted,
+                "per_s": stats["landed"] / elapsed, "retries": stats["retries"], "reworks": stats["reworks"],
+                "p50": percentile(stats["latency"], 0.5), "p99": percentile(stats["latency"], 0.99),
+                "lost": submitted - len(set(trailers)) - stats["rescued"], "duplicated": len(trailers) - len(set(trailers)),
+                "rescued": stats["rescued"], "seconds": elapsed}
+
+
+def lander_only(count: int, redis_url: str) -> dict:
+    """The lander alone: `count` disjoint commits queued up front, then one drain, timed."""
+    import json
+
+    from workers.landing_queue import Lander, LandingRequest, pending_ref, queue_key
+
+    with tempfile.TemporaryDirectory(prefix="cadre-lander-bench-") as tmp:
+        root = Path(tmp)
+        remote = make_remote(root)
+        cache = prepare_cache(root / "data", str(remote))
+        store = Store(connect(redis_url))
+        store.redis.flushdb()
+        key = queue_key(cache.url, "main")
+        with worktree_slot(cache, "prepare", "refs/remotes/origin/main") as worktree:
+            base = git("rev-parse", "HEAD", cwd=worktree).strip()
+            for k in range(count):
+                git("checkout", "-q", "--detach", base, cwd=worktree)
+                (worktree / f"item-{k}.txt").write_text(f"{k}\n")
+                sha = commit_all(worktree, f"item-{k}\n\nCadre-Item: item-{k}", "Bench", "bench@localhost")
+                store.redis.set(Keys.lease(f"item-{k}"), 1, ex=3600)
+                store.redis.rpush(f"{key}:queue", json.dumps(LandingRequest(f"item-{k}", 1, sha, pending_ref(f"item-{k}", 1)).__dict__))
+        began = time.monotonic()
+        Lander(store, cache, "main").drain_if_free()
+        elapsed = time.monotonic() - began
+        landed = len(git("log", "--format=%(trailers:key=Cadre-Item,valueonly)", "main", cwd=remote).split())
+        return {"count": count, "landed": landed, "seconds": elapsed, "per_s": landed / elapsed,
+                "pushes": -(-count // 64)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--conflicts", type=float, nargs="+", default=[0.0, 0.1])
+    parser.add_argument("--landings", type=int, default=64, help="landings per trial (spread over the workers)")
+    parser.add_argument("--modes", nargs="+", default=["direct", "queue"])
+    parser.add_argument("--hosted", action="store_true", help="queue mode at 6 pushes a minute, 32 workers")
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--lander-only", type=int, default=0, help="time one lander draining this many queued items")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cadre-bench-redis-") as tmp:
+        redis_server = RedisServer(Path(tmp)).start()
+        try:
+            if args.lander_only:
+                r = lander_only(args.lander_only, redis_server.url)
+                print(f"lander alone: {r['landed']}/{r['count']} landed in {r['seconds']:.2f} s = {r['per_s']:.0f} items/s, "
+                      f"{r['pushes']} pushes, 0 retries")
+                return
+            print("| mode | workers | conflicts | items | landings/s | landings/h | retries | reworks | p50 s | p99 s "
+                  "| rescued | lost | duplicated |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            if args.hosted:
+                rows = [trial("queue", 32, 0, 0.0, redis_server.url, push_interval=10.0, seconds=args.seconds)]
+            else:
+                rows = (trial(mode, n, max(1, args.landings // n), c, redis_server.url)
+                        for c in args.conflicts for n in args.workers for mode in args.modes)
+            for r in rows:
+                print(f"| {r['mode']} | {r['workers']} | {r['conflicts']:.0%} | {r['items']} | {r['per_s']:.1f} | "
+                      f"{r['per_s'] * 3600:,.0f} | {r['retries']} | {r['reworks']} | {r['p50']:.2f} | {r['p99']:.2f} | "
+                      f"{r['rescued']} | {r['lost']} | {r['duplicated']} |", flush=True)
+        finally:
+            redis_server.stop()
+
+
+if __name__ == "__main__":
+    main()
