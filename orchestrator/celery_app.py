@@ -11,13 +11,14 @@ from kombu import Queue
 
 from orchestrator.settings import CadreSettings, get_settings
 
-PLAN_NODE = "cadre.plan_node"
-EXECUTE_WORK_ITEM = "cadre.execute_work_item"
-JUDGE_CYCLE = "cadre.judge_cycle"
-TICK = "cadre.tick"
-
-QUEUE_BY_ROLE = {"planner": "plan", "worker": "work", "judge": "judge"}
-TASK_MODULES_BY_ROLE = {"planner": "planners.tasks", "worker": "workers.tasks", "judge": "judge.tasks"}
+from orchestrator.celery_app_names import (  # noqa: F401  (re-exported for the task modules)
+    EXECUTE_WORK_ITEM,
+    JUDGE_CYCLE,
+    PLAN_NODE,
+    QUEUE_BY_ROLE,
+    TASK_MODULES_BY_ROLE,
+    TICK,
+)
 SOFT_LIMIT_MARGIN_SECONDS = 30
 
 

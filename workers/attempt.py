@@ -88,7 +88,9 @@ def preserve_work(settings: CadreSettings, cache: BareCache, item: WorkItem, wor
 
 def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease: LeaseHeartbeat,
           cache: BareCache, worktree: Path) -> Outcome:
+    store.emit(run.id, "agent_started", item_id=item.id, attempt=item.attempt)
     result = _run_agent(store, settings, run, item, worktree)
+    store.emit(run.id, "agent_finished", item_id=item.id, attempt=item.attempt, status=result.status)
     summary = str(result.final_arguments.get("summary") or f"agent ended: {result.status}")
     measured = dict(tokens=result.tokens, cost_usd=round(result.cost_usd, 6), attempt=item.attempt,
                     usage_reported=result.final_tool != "handoff" or result.tokens > 0,

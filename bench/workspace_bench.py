@@ -1,0 +1,76 @@
+"""Workspace: time to a ready worktree for generated repositories of 1k, 10k and 50k files, a warm
+slot (fetch + reset + clean of a reused worktree) beside a first slot and a full clone. Prints figures.
+
+    python bench/workspace_bench.py --files 1000 10000 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from orchestrator.workspace import prepare_cache, worktree_slot  # noqa: E402
+
+
+def generated_remote(root: Path, files: int) -> Path:
+    """A bare repository with `files` small files in 100 directories, made with git fast-import."""
+    remote = root / f"remote-{files}.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    lines = ["commit refs/heads/main", "committer Bench <bench@localhost> 1700000000 +0000", "data 4", "gen"]
+    for k in range(files):
+        content = f"file {k}\n"
+        lines += [f"M 100644 inline src/d{k % 100}/f{k}.txt", f"data {len(content)}", content.rstrip("\n")]
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=remote, input="\n".join(lines) + "\n", text=True, check=True)
+    return remote
+
+
+def median_time(action, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, nargs="+", default=[1000, 10000, 50000])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    print("| files | first slot (worktree add) | warm slot: fetch + reset + clean (median) | full clone (median) |")
+    print("|---|---|---|---|")
+    for files in args.files:
+        with tempfile.TemporaryDirectory(prefix="cadre-ws-bench-") as tmp:
+            root = Path(tmp)
+            remote = generated_remote(root, files)
+            began = time.perf_counter()
+            cache = prepare_cache(root / "data", str(remote))
+            with worktree_slot(cache, "bench", "refs/remotes/origin/main") as slot:
+                (slot / "scratch.txt").write_text("left by the previous task\n")
+            first = time.perf_counter() - began
+
+            def warm() -> None:
+                cache.fetch()
+                with worktree_slot(cache, "bench", "refs/remotes/origin/main") as reused:
+                    (reused / "scratch.txt").write_text("left by the previous task\n")
+
+            counter = iter(range(1000))
+
+            def clone() -> None:
+                subprocess.run(["git", "clone", "-q", "--no-local", str(remote), str(root / f"clone-{next(counter)}")],
+                               check=True)
+
+            print(f"| {files:,} | {first * 1000:.0f} ms | {median_time(warm, args.runs) * 1000:.0f} ms | "
+                  f"{median_time(clone, args.runs) * 1000:.0f} ms |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
