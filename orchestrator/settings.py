@@ -127,7 +127,7 @@ class CadreSettings(BaseSettings):
     check_timeout_seconds: int = Field(default=900, ge=1)
     """Time limit of the check command."""
 
-    integration: Literal["direct", "queue"] = "direct"
+    integration: Literal["direct", "queue"] = "queue"
     """How workers land: `direct` (fetch, rebase, push loop) or `queue` (the branch's lander, by plumbing)."""
     land_push_interval_seconds: float = Field(default=0.0, ge=0)
     """Queue mode: at most one push to the branch per this many seconds (hosted remotes limit pushes)."""
