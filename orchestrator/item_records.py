@@ -24,10 +24,7 @@ class ItemRecords(NodeRecords):
 
     def items(self, item_ids: list[str]) -> list[WorkItem]:
         """Load many items in one round trip (missing ones are skipped)."""
-        if not item_ids:
-            return []
-        raws = self.redis.mget([Keys.item(i) for i in item_ids])
-        return [WorkItem.model_validate_json(raw) for raw in raws if raw is not None]
+        return self._load_many([Keys.item(i) for i in item_ids], WorkItem)
 
     def run_item_ids(self, run_id: str) -> list[str]:
         return list(self.redis.lrange(Keys.run_items(run_id), 0, -1))

@@ -16,10 +16,7 @@ class NodeRecords(RecordStore):
 
     def nodes(self, node_ids: list[str]) -> list[PlannerNode]:
         """Load many nodes in one round trip (missing ones are skipped)."""
-        if not node_ids:
-            return []
-        raws = self.redis.mget([Keys.node(i) for i in node_ids])
-        return [PlannerNode.model_validate_json(raw) for raw in raws if raw is not None]
+        return self._load_many([Keys.node(i) for i in node_ids], PlannerNode)
 
     def run_node_ids(self, run_id: str) -> list[str]:
         return list(self.redis.lrange(Keys.run_nodes(run_id), 0, -1))

@@ -145,6 +145,12 @@ class RecordStore:
             raise UnknownRecord(f"no {model.__name__.lower()} at {key}")
         return model.model_validate_json(raw)
 
+    def _load_many(self, keys: list[str], model: type[M]) -> list[M]:
+        """The records at `keys` in one MGET, in order; missing ones are skipped."""
+        if not keys:
+            return []
+        return [model.model_validate_json(raw) for raw in self.redis.mget(keys) if raw is not None]
+
     def _transition(self, key: str, model: type[M], change: Callable[[M], M], extra_watch: tuple[str, ...] = (),
                     also: Callable[[redis.client.Pipeline, M, M], None] | None = None) -> M:
         """Apply `change` to the record at `key` atomically; `also` queues more writes in the same MULTI."""
