@@ -17,12 +17,14 @@ import threading
 import time
 from pathlib import Path
 
+import redis
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.cycle_flow import new_cycle  # noqa: E402
 from orchestrator.local_stack import RedisServer  # noqa: E402
 from orchestrator.models import Handoff, HandoffStatus, ItemStatus, Run, WorkItem, new_id  # noqa: E402
-from orchestrator.store import Store, connect  # noqa: E402
+from orchestrator.store import Store  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +35,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cadre-scale-") as tmp:
         redis_server = RedisServer(Path(tmp)).start()
-        store = Store(connect(redis_server.url, patient=True))
+        # One connection per simulated worker: redis-py's default pool refuses 500 concurrent threads.
+        store = Store(redis.Redis.from_url(redis_server.url, decode_responses=True, max_connections=args.workers + 20))
         before = int(store.redis.info("memory")["used_memory"])
         run = Run(id=new_id("run"), repo="file:///bench.git", branch="main", goal="scale", max_cycles=1)
         cycle, root = new_cycle(run.id, 1)
