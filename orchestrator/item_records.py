@@ -41,10 +41,7 @@ class ItemRecords(NodeRecords):
             pipe.set(Keys.lease(item_id), new.attempt, ex=lease_seconds)
             pipe.sadd(Keys.running_items(), item_id)
 
-        try:
-            return self._transition(Keys.item(item_id), WorkItem, change, also=also)
-        except TransitionRefused:
-            return None
+        return self._transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
 
     def refresh_lease(self, item_id: str, attempt: int, lease_seconds: int) -> bool:
         """Extend the lease if `attempt` still holds it; False if the lease is gone or taken."""
@@ -71,10 +68,7 @@ class ItemRecords(NodeRecords):
             pipe.srem(Keys.running_items(), item_id)
             pipe.delete(Keys.lease(item_id))
 
-        try:
-            return self._transition(Keys.item(item_id), WorkItem, change, also=also)
-        except TransitionRefused:
-            return None
+        return self._transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
 
     def cancel_item(self, item_id: str, handoff: Handoff) -> WorkItem | None:
         """Settle a pending item `failed` without running it (its run has ended); None if not pending."""
@@ -86,10 +80,7 @@ class ItemRecords(NodeRecords):
         def also(pipe, _old, new: WorkItem) -> None:
             pipe.srem(Keys.node_pending(new.node_id), item_id)
 
-        try:
-            return self._transition(Keys.item(item_id), WorkItem, change, also=also)
-        except TransitionRefused:
-            return None
+        return self._transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
 
     def requeue_item(self, item_id: str, attempt: int) -> WorkItem | None:
         """Put running `attempt` back to pending (its worker was lost or stopped); None if not running it."""
@@ -102,10 +93,7 @@ class ItemRecords(NodeRecords):
             pipe.srem(Keys.running_items(), item_id)
             pipe.delete(Keys.lease(item_id))
 
-        try:
-            return self._transition(Keys.item(item_id), WorkItem, change, also=also)
-        except TransitionRefused:
-            return None
+        return self._transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
 
     def running_item_ids(self) -> list[str]:
         """Items with a running attempt, in any run."""

@@ -32,10 +32,7 @@ class NodeRecords(RecordStore):
                 raise TransitionRefused(f"node {node_id} is {node.status}")
             return node.model_copy(update={"status": NodeStatus.PLANNING, "started_at": now()})
 
-        try:
-            return self._transition(Keys.node(node_id), PlannerNode, change)
-        except TransitionRefused:
-            return None
+        return self._transition_or_none(Keys.node(node_id), PlannerNode, change)
 
     def finish_planning(self, node_id: str, summary: str, error: str = "") -> bool:
         """The node's agent has ended (with `error` if it failed): it now waits for its pending children.
@@ -47,11 +44,7 @@ class NodeRecords(RecordStore):
                 raise TransitionRefused(f"node {node_id} is {node.status}")
             return node.model_copy(update={"status": NodeStatus.WAITING, "summary": summary, "error": error})
 
-        try:
-            self._transition(Keys.node(node_id), PlannerNode, change)
-        except TransitionRefused:
-            return False
-        return True
+        return self._transition_or_none(Keys.node(node_id), PlannerNode, change) is not None
 
     def settle_or_wake(self, node_id: str, max_rounds: int, may_wake: bool = True) -> str | None:
         """For a waiting node whose children all settled: wake it for a follow-up round, or settle it.
@@ -75,9 +68,9 @@ class NodeRecords(RecordStore):
             if new.status is not NodeStatus.PENDING and new.parent_id is not None:
                 pipe.srem(Keys.node_pending(new.parent_id), node_id)
 
-        try:
-            node = self._transition(Keys.node(node_id), PlannerNode, change, extra_watch=(pending_key,), also=also)
-        except TransitionRefused:
+        node = self._transition_or_none(Keys.node(node_id), PlannerNode, change, extra_watch=(pending_key,),
+                                        also=also)
+        if node is None:
             return None
         return "woken" if node.status is NodeStatus.PENDING else "settled"
 

@@ -145,6 +145,13 @@ class RecordStore:
             raise UnknownRecord(f"no {model.__name__.lower()} at {key}")
         return model.model_validate_json(raw)
 
+    def _transition_or_none(self, key: str, model: type[M], change: Callable[[M], M], **options) -> M | None:
+        """`_transition`, or None when `change` refused it (TransitionRefused)."""
+        try:
+            return self._transition(key, model, change, **options)
+        except TransitionRefused:
+            return None
+
     def _load_many(self, keys: list[str], model: type[M]) -> list[M]:
         """The records at `keys` in one MGET, in order; missing ones are skipped."""
         if not keys:

@@ -74,9 +74,7 @@ class Store(ItemRecords):
         def also(pipe, _old, _new) -> None:
             pipe.srem(Keys.active_runs(), run_id)
 
-        try:
-            self._transition(Keys.run(run_id), Run, change, also=also)
-        except TransitionRefused:
+        if self._transition_or_none(Keys.run(run_id), Run, change, also=also) is None:
             return False
         self.emit(run_id, "run_ended", status=status.value, reason=reason)
         if retention_seconds:
@@ -110,11 +108,7 @@ class Store(ItemRecords):
             pipe.set(Keys.node(root.id), root.model_dump_json())
             pipe.rpush(Keys.run_nodes(run_id), root.id)
 
-        try:
-            self._transition(Keys.run(run_id), Run, change, also=also)
-        except TransitionRefused:
-            return False
-        return True
+        return self._transition_or_none(Keys.run(run_id), Run, change, also=also) is not None
 
     # -- cycles ----------------------------------------------------------------------------
     def cycle(self, run_id: str, number: int) -> Cycle:
@@ -127,11 +121,7 @@ class Store(ItemRecords):
                 raise TransitionRefused(f"cycle {number} is {cycle.status}")
             return cycle.model_copy(update={"status": CycleStatus.JUDGING})
 
-        try:
-            self._transition(Keys.cycle(run_id, number), Cycle, change)
-        except TransitionRefused:
-            return False
-        return True
+        return self._transition_or_none(Keys.cycle(run_id, number), Cycle, change) is not None
 
     def close_cycle(self, run_id: str, number: int, verdict: Verdict) -> bool:
         """Record the verdict and close a judging cycle once; False if it was already closed."""
@@ -140,11 +130,7 @@ class Store(ItemRecords):
                 raise TransitionRefused(f"cycle {number} already closed")
             return cycle.model_copy(update={"status": CycleStatus.CLOSED, "verdict": verdict, "closed_at": now()})
 
-        try:
-            self._transition(Keys.cycle(run_id, number), Cycle, change)
-        except TransitionRefused:
-            return False
-        return True
+        return self._transition_or_none(Keys.cycle(run_id, number), Cycle, change) is not None
 
     def cycle_item_ids(self, run_id: str, number: int) -> list[str]:
         return list(self.redis.lrange(Keys.cycle_items(run_id, number), 0, -1))
