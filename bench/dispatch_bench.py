@@ -21,12 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.celery_app import make_celery  # noqa: E402
-from orchestrator.local_stack import CadreProcess, RedisServer  # noqa: E402
-from orchestrator.models import TERMINAL_RUN_STATUSES  # noqa: E402
-from orchestrator.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
-from orchestrator.settings import CadreSettings  # noqa: E402
-from orchestrator.store import Store, connect  # noqa: E402
+from orchestrator.config.settings import CadreSettings  # noqa: E402
+from orchestrator.local.processes import CadreProcess, RedisServer  # noqa: E402
+from orchestrator.local.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
+from orchestrator.queues.app import make_celery  # noqa: E402
+from orchestrator.state.models import TERMINAL_RUN_STATUSES  # noqa: E402
+from orchestrator.state.records import connect
+from orchestrator.state.store import Store  # noqa: E402
 
 
 def policy_for(items: int):
@@ -75,13 +76,13 @@ def main() -> None:
                      CadreProcess(["worker", "--role", "judge"], env, root / "j.log")]
         store = Store(connect(redis_server.url))
         try:
-            run = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "--repo", str(remote), "--goal", "noop"],
+            run = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", "--repo", str(remote), "--goal", "noop"],
                                  env=env, capture_output=True, text=True, check=True)
             run_id = run.stdout.split()[0]
-            while store.run(run_id).status not in TERMINAL_RUN_STATUSES:
+            while store.runs.get(run_id).status not in TERMINAL_RUN_STATUSES:
                 time.sleep(0.2)
             created, claimed, started, finished, handoff = {}, {}, {}, {}, {}
-            for event in store.events(run_id):
+            for event in store.events.read(run_id):
                 item = event.data.get("item_id")
                 {"item_created": created, "item_claimed": claimed, "agent_started": started, "agent_finished": finished,
                  "handoff": handoff}.get(event.type, {})[item] = event.at

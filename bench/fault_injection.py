@@ -22,10 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.local_stack import CadreProcess, RedisServer  # noqa: E402
-from orchestrator.models import TERMINAL_RUN_STATUSES  # noqa: E402
-from orchestrator.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
-from orchestrator.store import Store, connect  # noqa: E402
+from orchestrator.local.processes import CadreProcess, RedisServer  # noqa: E402
+from orchestrator.local.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
+from orchestrator.state.models import TERMINAL_RUN_STATUSES  # noqa: E402
+from orchestrator.state.records import connect
+from orchestrator.state.store import Store  # noqa: E402
 
 ITEMS_PER_RUN = 3
 
@@ -92,7 +93,7 @@ class Bench:
         return CadreProcess(list(args), self.env, self.root / f"process-{self.count}.log")
 
     def trial(self, number: int) -> dict:
-        started = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "--repo", str(self.remote),
+        started = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", "--repo", str(self.remote),
                                   "--goal", f"trial{number}"], env=self.env, capture_output=True, text=True)
         run_id = started.stdout.split()[0]
         deadline = time.monotonic() + 60
@@ -107,7 +108,7 @@ class Bench:
                 if self.group_of(pid) == victim.process.pid]
         victim.stop()
         self.workers[self.workers.index(victim)] = self.start("worker", "--role", "worker")
-        while self.store.run(run_id).status not in TERMINAL_RUN_STATUSES:
+        while self.store.runs.get(run_id).status not in TERMINAL_RUN_STATUSES:
             time.sleep(0.1)
         return self.tally(run_id, held, killed_at)
 
@@ -121,7 +122,7 @@ class Bench:
     def claims(self, run_id: str, alive_only: bool = True) -> dict[str, int]:
         """item → pid of the process holding its latest claim, for items not yet settled."""
         latest = {}
-        for event in self.store.events(run_id):
+        for event in self.store.events.read(run_id):
             if event.type == "item_claimed":
                 latest[event.data["item_id"]] = int(event.data["worker"].rsplit(":", 1)[1])
             elif event.type in {"item_settled", "item_requeued"}:
@@ -133,7 +134,7 @@ class Bench:
 
     def tally(self, run_id: str, held: list[str], killed_at: float) -> dict:
         result = {"items": 0, "once": 0, "duplicated": 0, "lost": 0, "recovery": []}
-        for item in self.store.items(self.store.run_item_ids(run_id)):
+        for item in self.store.items.many(self.store.items.ids_of_run(run_id)):
             trailer = f"Cadre-Item: {item.id}"
             landed = len(git("log", "--format=%H", "--fixed-strings", f"--grep={trailer}", "main",
                              cwd=self.remote).split())

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.local_stack import CadreProcess, RedisServer  # noqa: E402
+from orchestrator.local.processes import CadreProcess, RedisServer  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -58,7 +58,7 @@ def main() -> None:
             pool = [rss_mib(c) for c in children(worker.process.pid)]
         finally:
             worker.stop()
-        cadre = [sys.executable, "-m", "orchestrator.cli"]
+        cadre = [sys.executable, "-m", "orchestrator.cli.main"]
         help_s = timed(cadre + ["--help"], env)
         status_s = timed(cadre + ["status"], env)
         redis_server.stop()

@@ -17,15 +17,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.git_repo import commit_all, continue_rebase, stage_all  # noqa: E402
-from orchestrator.local_stack import RedisServer  # noqa: E402
-from orchestrator.redis_records import Keys  # noqa: E402
-from orchestrator.store import Store, connect  # noqa: E402
-from orchestrator.workspace import prepare_cache, worktree_slot  # noqa: E402
+from orchestrator.git.repo import commit_all, continue_rebase, stage_all  # noqa: E402
+from orchestrator.git.workspace import prepare_cache, worktree_slot  # noqa: E402
+from orchestrator.local.processes import RedisServer  # noqa: E402
+from orchestrator.state.keys import Keys  # noqa: E402
+from orchestrator.state.records import connect  # noqa: E402
+from orchestrator.state.store import Store  # noqa: E402
 from workers.integrate import land, land_via_queue  # noqa: E402
 
 
@@ -55,6 +58,18 @@ def keep_both(worktree: Path):
     return resolve
 
 
+@contextmanager
+def bench_repository(redis_url: str, prefix: str) -> Iterator[tuple[Path, object, Store]]:
+    """A fresh remote with its host cache, and the store on a flushed Redis, for one trial."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        root = Path(tmp)
+        remote = make_remote(root)
+        cache = prepare_cache(root / "data", str(remote))
+        store = Store(connect(redis_url))
+        store.redis.flushdb()
+        yield remote, cache, store
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
@@ -62,12 +77,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def trial(mode: str, workers: int, items: int, conflicts: float, redis_url: str, push_interval: float = 0.0,
           seconds: float | None = None) -> dict:
-    with tempfile.TemporaryDirectory(prefix="cadre-land-bench-") as tmp:
-        root = Path(tmp)
-        remote = make_remote(root)
-        cache = prepare_cache(root / "data", str(remote))
-        store = Store(connect(redis_url))
-        store.redis.flushdb()
+    with bench_repository(redis_url, "cadre-land-bench-") as (remote, cache, store):
         stats = {"latency": [], "retries": 0, "reworks": 0, "landed": 0, "rescued": 0}
         lock = threading.Lock()
         every = max(1, round(1 / conflicts)) if conflicts else 0
@@ -123,12 +133,7 @@ def lander_only(count: int, redis_url: str) -> dict:
 
     from workers.landing_queue import Lander, LandingRequest, pending_ref, queue_key
 
-    with tempfile.TemporaryDirectory(prefix="cadre-lander-bench-") as tmp:
-        root = Path(tmp)
-        remote = make_remote(root)
-        cache = prepare_cache(root / "data", str(remote))
-        store = Store(connect(redis_url))
-        store.redis.flushdb()
+    with bench_repository(redis_url, "cadre-lander-bench-") as (remote, cache, store):
         key = queue_key(cache.url, "main")
         with worktree_slot(cache, "prepare", "refs/remotes/origin/main") as worktree:
             base = git("rev-parse", "HEAD", cwd=worktree).strip()

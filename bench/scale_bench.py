@@ -21,10 +21,10 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.cycle_flow import new_cycle  # noqa: E402
-from orchestrator.local_stack import RedisServer  # noqa: E402
-from orchestrator.models import Handoff, HandoffStatus, ItemStatus, Run, WorkItem, new_id  # noqa: E402
-from orchestrator.store import Store  # noqa: E402
+from orchestrator.flow.cycles import new_cycle  # noqa: E402
+from orchestrator.local.processes import RedisServer  # noqa: E402
+from orchestrator.state.models import Handoff, HandoffStatus, ItemStatus, Run, WorkItem, new_id  # noqa: E402
+from orchestrator.state.store import Store  # noqa: E402
 
 
 def main() -> None:
@@ -40,14 +40,14 @@ def main() -> None:
         before = int(store.redis.info("memory")["used_memory"])
         run = Run(id=new_id("run"), repo="file:///bench.git", branch="main", goal="scale", max_cycles=1)
         cycle, root = new_cycle(run.id, 1)
-        store.create_run(run, cycle, root)
-        store.start_node(root.id)
+        store.runs.create(run, cycle, root)
+        store.nodes.start(root.id)
         began = time.perf_counter()
         ids = []
         for k in range(args.items):
             item = WorkItem(id=new_id("item"), run_id=run.id, cycle=1, node_id=root.id, title=f"task {k}",
                             instructions=f"do task {k} " + "x" * 200)
-            assert store.add_item(item, args.items) == ""
+            assert store.items.add(item, args.items) == ""
             ids.append(item.id)
         fan_out = time.perf_counter() - began
         queue, lock, settled, claims = list(ids), threading.Lock(), [], [0]
@@ -58,13 +58,13 @@ def main() -> None:
                     if not queue:
                         return
                     item_id = queue.pop()
-                item = store.claim_item(item_id, lease_seconds=30)
+                item = store.items.claim(item_id, lease_seconds=30)
                 if item is None:
                     continue
                 claims[0] += 1
                 time.sleep(args.agent_seconds)  # the agent
-                store.refresh_lease(item_id, item.attempt, 30)
-                done = store.settle_item(item_id, item.attempt, ItemStatus.DONE,
+                store.items.refresh_lease(item_id, item.attempt, 30)
+                done = store.items.settle(item_id, item.attempt, ItemStatus.DONE,
                                          Handoff(status=HandoffStatus.NO_CHANGE, summary="slept", attempt=item.attempt))
                 if done is not None:
                     with lock:
@@ -78,7 +78,7 @@ def main() -> None:
             thread.join()
         work = time.perf_counter() - began
         after = int(store.redis.info("memory")["used_memory"])
-        statuses = [i.status for i in store.items(ids)]
+        statuses = [i.status for i in store.items.many(ids)]
         pending = store.redis.scard(f"cadre:node:{root.id}:pending")
         redis_server.stop()
     print(f"| measure ({args.items:,} items, {args.workers} simulated workers, agent {args.agent_seconds} s) | figure |")

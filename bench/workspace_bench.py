@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.workspace import prepare_cache, worktree_slot  # noqa: E402
+from orchestrator.git.workspace import prepare_cache, worktree_slot  # noqa: E402
 
 
 def generated_remote(root: Path, files: int) -> Path:

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.agent_loop import Tool
-from orchestrator.agent_runner import run_role_agent
-from orchestrator.branch_checks import CheckResult, check_branch_head, check_history, trend
-from orchestrator.cycle_flow import start_cycle
-from orchestrator.models import TERMINAL_RUN_STATUSES, CycleStatus, Run, RunStatus, Verdict
-from orchestrator.prompts import render
-from orchestrator.runs import RETENTION_SECONDS
-from orchestrator.settings import CadreSettings, get_settings
-from orchestrator.store import Store
-from orchestrator.workspace import prepare_cache, worktree_slot
-from orchestrator.workspace_tools import WorkspaceTools
+from orchestrator.agent.loop import Tool
+from orchestrator.agent.prompts import render
+from orchestrator.agent.tools import WorkspaceTools
+from orchestrator.config.settings import CadreSettings, get_settings
+from orchestrator.flow.agent_runs import run_role_agent
+from orchestrator.flow.checks import CheckResult, check_branch_head, check_history, trend
+from orchestrator.flow.cycles import start_cycle
+from orchestrator.git.workspace import prepare_cache, worktree_slot
+from orchestrator.state.models import TERMINAL_RUN_STATUSES, CycleStatus, Run, RunStatus, Verdict
+from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -38,30 +37,29 @@ def as_bool(value) -> bool:
 
 def judge_cycle(store: Store, run_id: str, number: int) -> None:
     """Judge cycle `number` once: record its verdict, then end the run or start the next cycle."""
-    cycle = store.cycle(run_id, number)
+    cycle = store.cycles.get(run_id, number)
     if cycle.status is not CycleStatus.JUDGING:
         log.info("run %s cycle %s is %s; judge delivery dropped", run_id, number, cycle.status)
         return
-    run = store.run(run_id)
+    run = store.runs.get(run_id)
     if run.status in TERMINAL_RUN_STATUSES:
-        store.close_cycle(run_id, number, Verdict(done=False, reason=f"run already {run.status}"))
+        store.cycles.close(run_id, number, Verdict(done=False, reason=f"run already {run.status}"))
         return
     verdict = decide(store, get_settings(), run, number)
-    if not store.close_cycle(run_id, number, verdict):
+    if not store.cycles.close(run_id, number, verdict):
         return
-    store.emit(run_id, "verdict", cycle=number, **verdict.model_dump())
+    store.events.emit(run_id, "verdict", cycle=number, **verdict.model_dump())
     if verdict.done:
-        store.end_run(run_id, RunStatus.DONE, verdict.reason, RETENTION_SECONDS)
+        store.runs.end(run_id, RunStatus.DONE, verdict.reason)
     elif number >= run.max_cycles:
-        store.end_run(run_id, RunStatus.MAX_CYCLES, f"goal not met after {number} cycles: {verdict.reason}",
-                      RETENTION_SECONDS)
-    elif store.run(run_id).status is RunStatus.RUNNING:
+        store.runs.end(run_id, RunStatus.MAX_CYCLES, f"goal not met after {number} cycles: {verdict.reason}")
+    elif store.runs.get(run_id).status is RunStatus.RUNNING:
         start_cycle(store, run_id, number)
 
 
 def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> Verdict:
     """Run the check and the judge agent on the branch head; an unreadable verdict is "not done"."""
-    items = store.items(store.cycle_item_ids(run.id, number))
+    items = store.items.many(store.cycles.item_ids(run.id, number))
     handoffs = [handoff_view(i) for i in items]
     cache = prepare_cache(settings.data_dir, run.repo)
     with worktree_slot(cache, "judge", f"refs/remotes/origin/{run.branch}") as head:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.cycle_flow import requeue_or_fail
-from orchestrator.models import ItemStatus
-from orchestrator.settings import CadreSettings
-from orchestrator.store import Store
+from orchestrator.config.settings import CadreSettings
+from orchestrator.flow.cycles import requeue_or_fail
+from orchestrator.state.models import ItemStatus
+from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +19,10 @@ def reap_lapsed_attempts(store: Store, settings: CadreSettings) -> list[str]:
     on the item's current attempt.
     """
     acted = []
-    for item_id in store.running_item_ids():
-        if store.lease_holder(item_id) is not None:
+    for item_id in store.items.running_ids():
+        if store.items.lease_holder(item_id) is not None:
             continue
-        item = store.item(item_id)
+        item = store.items.get(item_id)
         if item.status is not ItemStatus.RUNNING:
             continue
         log.warning("item %s attempt %s: lease lapsed, worker presumed lost", item.id, item.attempt)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from orchestrator.celery_app import JUDGE_CYCLE, TICK, app, time_limits
-from orchestrator.models import RunStatus
-from orchestrator.runs import RETENTION_SECONDS
-from orchestrator.settings import get_settings
-from orchestrator.store import get_store
 from judge.judging import judge_cycle
 from judge.tick import tick
-
+from orchestrator.config.settings import get_settings
+from orchestrator.queues.app import app, time_limits
+from orchestrator.queues.names import JUDGE_CYCLE, TICK
+from orchestrator.state.models import RunStatus
+from orchestrator.state.store import get_store
 
 JUDGE_RETRIES = 5
 
@@ -25,8 +24,7 @@ def judge_cycle_task(self, run_id: str, cycle: int) -> None:
         raise
     except Exception as exc:
         if self.request.retries >= JUDGE_RETRIES:
-            get_store().end_run(run_id, RunStatus.FAILED, f"judge of cycle {cycle} kept failing: {exc}"[:500],
-                                RETENTION_SECONDS)
+            get_store().runs.end(run_id, RunStatus.FAILED, f"judge of cycle {cycle} kept failing: {exc}"[:500])
             raise
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 5, 120))
 

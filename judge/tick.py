@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import logging
 
-from orchestrator.budgets import enforce_run_budget
-from orchestrator.branch_checks import check_branch_head, last_checked_head
-from orchestrator.cycle_flow import close_cycle, node_maybe_settled
-from orchestrator.git_repo import GitError
-from orchestrator.models import SETTLED_NODE_STATUSES, CycleStatus, NodeStatus, Run, now
-from orchestrator.settings import CadreSettings
-from orchestrator.store import Store
-from orchestrator.workspace import prepare_cache, worktree_slot
 from judge.reaper import reap_lapsed_attempts
+from orchestrator.config.settings import CadreSettings
+from orchestrator.flow.budgets import enforce_run_budget
+from orchestrator.flow.checks import check_branch_head, last_checked_head
+from orchestrator.flow.cycles import close_cycle, node_maybe_settled
+from orchestrator.git.runner import GitError
+from orchestrator.git.workspace import prepare_cache, worktree_slot
+from orchestrator.state.models import SETTLED_NODE_STATUSES, CycleStatus, NodeStatus, Run, now
+from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
 PLANNER_GRACE_SECONDS = 120
@@ -25,21 +25,21 @@ def tick(store: Store, settings: CadreSettings) -> None:
     """Reap lapsed leases; then for every active run: end planners lost past their time limit, settle
     nodes whose children all settled, hand a settled root's cycle to the judge, and check a moved head."""
     reap_lapsed_attempts(store, settings)
-    for run_id in store.active_run_ids():
+    for run_id in store.runs.active_ids():
         if enforce_run_budget(store, run_id, settings.budget_warning_fraction):
             continue
-        run = store.run(run_id)
-        cycle = store.cycle(run_id, run.cycle)
+        run = store.runs.get(run_id)
+        cycle = store.cycles.get(run_id, run.cycle)
         if cycle.status is not CycleStatus.PLANNING:
             continue
-        nodes = [n for n in store.nodes(store.run_node_ids(run_id)) if n.cycle == run.cycle]
+        nodes = [n for n in store.nodes.many(store.nodes.ids_of_run(run_id)) if n.cycle == run.cycle]
         deadline = now() - settings.planner_time_limit_seconds - PLANNER_GRACE_SECONDS
         for node in sorted(nodes, key=lambda n: -n.depth):  # leaves first, so settling climbs the tree
             if node.status is NodeStatus.PLANNING and node.started_at is not None and node.started_at < deadline:
-                if store.finish_planning(node.id, "planner lost", "planner exceeded its time limit"):
-                    store.emit(run_id, "node_lost", node_id=node.id)
+                if store.nodes.finish_planning(node.id, "planner lost", "planner exceeded its time limit"):
+                    store.events.emit(run_id, "node_lost", node_id=node.id)
             node_maybe_settled(store, node.id)
-        if store.node(cycle.root_node_id).status in SETTLED_NODE_STATUSES:
+        if store.nodes.get(cycle.root_node_id).status in SETTLED_NODE_STATUSES:
             close_cycle(store, run_id, run.cycle)
         elif settings.check_command:
             check_moved_head(store, settings, run)

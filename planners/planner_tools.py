@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from difflib import SequenceMatcher
 
-from orchestrator.agent_loop import Tool, ToolError, params
-from orchestrator.dispatch import dispatch_planner, dispatch_work_item
-from orchestrator.models import ItemStatus, PlannerNode, WorkItem, new_id
-from orchestrator.settings import CadreSettings
-from orchestrator.store import Store
+from orchestrator.agent.loop import Tool, ToolError, params
+from orchestrator.config.settings import CadreSettings
+from orchestrator.queues.dispatch import dispatch_planner, dispatch_work_item
+from orchestrator.state.models import ItemStatus, PlannerNode, WorkItem, new_id
+from orchestrator.state.store import Store
 
 DUPLICATE_SIMILARITY = 0.9
 DUPLICATE_WORD_OVERLAP = 0.85
@@ -55,7 +55,7 @@ class PlannerTools:
         self.created: list[str] = []
 
     def _refuse_if_run_ended(self) -> None:
-        run = self.store.run(self.node.run_id)
+        run = self.store.runs.get(self.node.run_id)
         if run.status.value != "running":
             raise ToolError(f"refused: the run has ended ({run.status.value}); call finish")
 
@@ -69,7 +69,7 @@ class PlannerTools:
             priority = int(args.get("priority", 0) or 0)
         except (TypeError, ValueError):
             raise ToolError("priority must be an integer") from None
-        existing = find_duplicate(self.store.items(self.store.run_item_ids(self.node.run_id)), scope, title,
+        existing = find_duplicate(self.store.items.many(self.store.items.ids_of_run(self.node.run_id)), scope, title,
                                   instructions)
         if existing is not None:
             raise ToolError(f"refused: this repeats work item {existing.id} ({existing.title!r}, "
@@ -80,10 +80,10 @@ class PlannerTools:
             priority=priority, round=self.node.round,
         )
         # Recorded as pending on the node before it is enqueued, so the node cannot settle early.
-        refusal = self.store.add_item(item, self.settings.max_tasks_per_cycle)
+        refusal = self.store.items.add(item, self.settings.max_tasks_per_cycle)
         if refusal:
             raise ToolError(f"refused: {refusal} work items; call finish")
-        self.store.emit(item.run_id, "item_created", item_id=item.id, node_id=self.node.id, title=title)
+        self.store.events.emit(item.run_id, "item_created", item_id=item.id, node_id=self.node.id, title=title)
         dispatch_work_item(item.id)
         self.created.append(item.id)
         return f"created work item {item.id}: {title}"
@@ -99,11 +99,11 @@ class PlannerTools:
         child = PlannerNode(id=new_id("node"), run_id=self.node.run_id, cycle=self.node.cycle,
                             parent_id=self.node.id, area=area, brief=brief, depth=self.node.depth + 1,
                             parent_round=self.node.round)
-        refusal = self.store.add_subplanner(child, self.settings.max_nodes_per_cycle,
+        refusal = self.store.nodes.add_subplanner(child, self.settings.max_nodes_per_cycle,
                                             self.settings.max_subplanners_per_node)
         if refusal:
             raise ToolError(f"refused: {refusal}; create work items with create_task instead")
-        self.store.emit(child.run_id, "node_created", node_id=child.id, parent_id=self.node.id, area=area,
+        self.store.events.emit(child.run_id, "node_created", node_id=child.id, parent_id=self.node.id, area=area,
                         depth=child.depth)
         dispatch_planner(child.id)
         self.created.append(child.id)

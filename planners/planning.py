@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from orchestrator.agent_runner import run_role_agent
-from orchestrator.branch_checks import check_branch_head
-from orchestrator.cycle_flow import node_maybe_settled
-from orchestrator.models import TERMINAL_RUN_STATUSES, ItemStatus, PlannerNode, Run
-from orchestrator.prompts import render
-from orchestrator.settings import CadreSettings, get_settings
-from orchestrator.store import Store
-from orchestrator.workspace import prepare_cache, worktree_slot
-from orchestrator.workspace_tools import WorkspaceTools
+from orchestrator.agent.prompts import render
+from orchestrator.agent.tools import WorkspaceTools
+from orchestrator.config.settings import CadreSettings, get_settings
+from orchestrator.flow.agent_runs import run_role_agent
+from orchestrator.flow.checks import check_branch_head
+from orchestrator.flow.cycles import node_maybe_settled
+from orchestrator.git.workspace import prepare_cache, worktree_slot
+from orchestrator.state.models import TERMINAL_RUN_STATUSES, ItemStatus, PlannerNode, Run
+from orchestrator.state.store import Store
 from planners.planner_tools import PlannerTools
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def previous_focus(store: Store, run: Run, cycle: int) -> str:
     """The judge's reason and `next_focus` from the cycle before `cycle`, if any."""
     if cycle <= 1:
         return ""
-    verdict = store.cycle(run.id, cycle - 1).verdict
+    verdict = store.cycles.get(run.id, cycle - 1).verdict
     return f"{verdict.reason}\nNext focus: {verdict.next_focus}" if verdict else ""
 
 
@@ -38,15 +38,15 @@ def work_so_far(store: Store, run: Run) -> list[dict]:
     return [
         {"id": i.id, "cycle": i.cycle, "title": i.title, "status": i.status.value, "scope": i.scope,
          "summary": i.handoff.summary if i.handoff else ""}
-        for i in store.items(store.run_item_ids(run.id))
+        for i in store.items.many(store.items.ids_of_run(run.id))
     ]
 
 
 def children_handoffs(store: Store, node: PlannerNode) -> list[dict]:
     """Handoffs of the children the node created in its previous round (items and sub-planners)."""
-    child_ids = store.node_child_ids(node.id)
+    child_ids = store.nodes.child_ids(node.id)
     views = []
-    for item in store.items([i for i in child_ids if i.startswith("item-")]):
+    for item in store.items.many([i for i in child_ids if i.startswith("item-")]):
         if item.round == node.round - 1:
             handoff = item.handoff
             views.append({"kind": "work item", "id": item.id, "title": item.title, "status": item.status.value,
@@ -55,7 +55,7 @@ def children_handoffs(store: Store, node: PlannerNode) -> list[dict]:
                           "findings": handoff.findings if handoff else "",
                           "suggestions": handoff.suggestions if handoff else "",
                           "rescue_branch": handoff.rescue_branch if handoff else None})
-    for child in store.nodes([i for i in child_ids if i.startswith("node-")]):
+    for child in store.nodes.many([i for i in child_ids if i.startswith("node-")]):
         if child.parent_round == node.round - 1:
             views.append({"kind": "sub-planner", "id": child.id, "title": child.area, "status": child.status.value,
                           "commit": None, "summary": child.summary, "concerns": child.error, "deviations": "",
@@ -69,12 +69,12 @@ def plan_node(store: Store, node_id: str) -> None:
     A delivery for a node that is not pending is dropped. A planner that fails still ends its round
     (marked with the error), so the tree and the cycle go on.
     """
-    node = store.start_node(node_id)
+    node = store.nodes.start(node_id)
     if node is None:
         log.info("node %s is not pending; duplicate delivery dropped", node_id)
         return
-    run = store.run(node.run_id)
-    store.emit(run.id, "node_started", node_id=node.id, cycle=node.cycle, round=node.round, depth=node.depth)
+    run = store.runs.get(node.run_id)
+    store.events.emit(run.id, "node_started", node_id=node.id, cycle=node.cycle, round=node.round, depth=node.depth)
     summary, error = f"run already {run.status}", ""
     try:
         if run.status not in TERMINAL_RUN_STATUSES:
@@ -83,8 +83,8 @@ def plan_node(store: Store, node_id: str) -> None:
         summary, error = "planner failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        store.finish_planning(node_id, summary, error)
-        store.emit(run.id, "node_planned", node_id=node.id, round=node.round, summary=summary, error=error)
+        store.nodes.finish_planning(node_id, summary, error)
+        store.events.emit(run.id, "node_planned", node_id=node.id, round=node.round, summary=summary, error=error)
         node_maybe_settled(store, node_id)
 
 

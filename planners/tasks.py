@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from orchestrator.celery_app import PLAN_NODE, app, time_limits
-from orchestrator.settings import get_settings
-from orchestrator.store import get_store
+from orchestrator.config.settings import get_settings
+from orchestrator.queues.app import app, time_limits
+from orchestrator.queues.names import PLAN_NODE
+from orchestrator.state.store import get_store
 from planners.planning import plan_node
 
 

@@ -45,7 +45,7 @@ def redis_client(redis_url) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def store(redis_client):
-    from orchestrator.store import Store
+    from orchestrator.state.store import Store
 
     return Store(redis_client)
 
@@ -92,7 +92,7 @@ def cadre(tmp_path, redis_url, redis_client) -> Iterator[Callable]:
             return process
 
         def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-            return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], env=self.env,
+            return subprocess.run([sys.executable, "-m", "orchestrator.cli.main", *args], env=self.env,
                                   capture_output=True, text=True, timeout=timeout)
 
         def logs(self) -> str:

@@ -1,4 +1,4 @@
-"""Test helpers: git with a fixed identity and bare remotes (the services live in orchestrator.local_stack)."""
+"""Test helpers: git with a fixed identity and bare remotes (the services live in orchestrator.local.processes)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from orchestrator.local_stack import REDIS_HINT, CadreProcess, RedisServer, free_port  # noqa: F401
+from orchestrator.local.processes import REDIS_HINT, CadreProcess, RedisServer, free_port  # noqa: F401
 
 
 def git(*args: str, cwd: Path | None = None) -> str:

@@ -6,20 +6,21 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.agent_backends import check_backend, command_template
-from orchestrator.agent_loop import AgentResult, Tool, params
-from orchestrator.agent_runner import run_role_agent
-from orchestrator.git_repo import BareCache, commit_all, commit_with_trailer, commits_between, diff_stats
-from orchestrator.models import Handoff, HandoffStatus, ItemStatus, Run, RunStatus, WorkItem
-from orchestrator.prompts import render
-from orchestrator.settings import CadreSettings
-from orchestrator.shutdown import shutdown_event, shutdown_requested
-from orchestrator.store import Store
-from orchestrator.workspace import prepare_cache, worktree_slot
-from orchestrator.workspace_tools import WorkspaceTools
+from orchestrator.agent.backends import check_backend, command_template
+from orchestrator.agent.loop import AgentResult, Tool, params
+from orchestrator.agent.prompts import render
+from orchestrator.agent.tools import WorkspaceTools
+from orchestrator.config.settings import CadreSettings
+from orchestrator.flow.agent_runs import run_role_agent
+from orchestrator.git.cache import BareCache
+from orchestrator.git.repo import commit_all, commits_between, diff_stats
+from orchestrator.git.workspace import prepare_cache, worktree_slot
+from orchestrator.queues.shutdown import shutdown_event, shutdown_requested
+from orchestrator.state.models import Handoff, HandoffStatus, ItemStatus, Run, RunStatus, WorkItem
+from orchestrator.state.store import Store
 from workers.conflicts import conflict_resolver
 from workers.external_agent import run_external_agent
-from workers.integrate import item_trailer, land, land_via_queue, rescue
+from workers.integrate import item_trailers, land, land_via_queue, landed_commit, rescue
 from workers.lease import LeaseHeartbeat
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,14 @@ def handoff_notes(arguments: dict) -> dict[str, str]:
 def commit_message(item: WorkItem, summary: str) -> str:
     """The commit message: the item's title, the agent's summary, and trailers naming item and attempt."""
     body = summary.strip() or "(no summary)"
-    return f"{item.title}\n\n{body}\n\n{item_trailer(item.id)}\nCadre-Attempt: {item.attempt}\n"
+    return f"{item.title}\n\n{body}\n\n{item_trailers(item.id, item.attempt)}"
 
 
 def attempt_item(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease: LeaseHeartbeat) -> Outcome:
     """Carry out one attempt; a change already on the branch (an earlier attempt landed it) is not redone."""
     cache = prepare_cache(settings.data_dir, run.repo)
     upstream = f"refs/remotes/origin/{run.branch}"
-    landed = commit_with_trailer(cache.path, upstream, item_trailer(item.id))
+    landed = landed_commit(cache.path, upstream, item.id)
     if landed is not None:
         return Outcome(ItemStatus.DONE, Handoff(status=HandoffStatus.LANDED, commit=landed, attempt=item.attempt,
                                                 summary="already on the branch: an earlier attempt landed it"))
@@ -77,7 +78,7 @@ def preserve_work(settings: CadreSettings, cache: BareCache, item: WorkItem, wor
     Called before a worktree is given up on an error path: a slot reset must never destroy work.
     """
     try:
-        commit_all(worktree, f"WIP: {item.title}\n\n{item_trailer(item.id)}\nCadre-Attempt: {item.attempt}\n",
+        commit_all(worktree, f"WIP: {item.title}\n\n{item_trailers(item.id, item.attempt)}",
                    settings.git_author_name, settings.git_author_email)
         if commits_between(worktree, upstream, "HEAD"):
             return rescue(worktree, cache, item.id, item.attempt, "attempt ended by an error").rescue_branch
@@ -88,9 +89,9 @@ def preserve_work(settings: CadreSettings, cache: BareCache, item: WorkItem, wor
 
 def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease: LeaseHeartbeat,
           cache: BareCache, worktree: Path) -> Outcome:
-    store.emit(run.id, "agent_started", item_id=item.id, attempt=item.attempt)
+    store.events.emit(run.id, "agent_started", item_id=item.id, attempt=item.attempt)
     result = _run_agent(store, settings, run, item, worktree)
-    store.emit(run.id, "agent_finished", item_id=item.id, attempt=item.attempt, status=result.status)
+    store.events.emit(run.id, "agent_finished", item_id=item.id, attempt=item.attempt, status=result.status)
     summary = str(result.final_arguments.get("summary") or f"agent ended: {result.status}")
     measured = dict(tokens=result.tokens, cost_usd=round(result.cost_usd, 6), attempt=item.attempt,
                     usage_reported=result.final_tool != "handoff" or result.tokens > 0,
@@ -109,7 +110,7 @@ def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease
         landing = land(worktree, cache, run.branch, item.id, item.attempt, settings.push_attempts,
                        lease.still_holds, resolver)
     stats = diff_stats(worktree, f"{landing.commit}~1", landing.commit)
-    store.emit(run.id, "pushed" if landing.landed else "rescued", item_id=item.id, attempt=item.attempt,
+    store.events.emit(run.id, "pushed" if landing.landed else "rescued", item_id=item.id, attempt=item.attempt,
                commit=landing.commit, retries=landing.retries, rescue_branch=landing.rescue_branch,
                reason=landing.reason, conflicted_paths=landing.conflicted_paths)
     if not landing.landed:
@@ -127,7 +128,7 @@ def stop_reason(store: Store, settings: CadreSettings, run: Run, item_cost: floa
     """Why an agent stopped before finishing."""
     if shutdown_requested():
         return "worker shutting down"
-    current = store.run(run.id)
+    current = store.runs.get(run.id)
     if current.status is not RunStatus.RUNNING:
         return f"run ended {current.status.value}" + (f": {current.reason}" if current.reason else "")
     if settings.item_max_cost_usd is not None and item_cost >= settings.item_max_cost_usd:
@@ -138,8 +139,7 @@ def stop_reason(store: Store, settings: CadreSettings, run: Run, item_cost: floa
 def _stopped(settings: CadreSettings, item: WorkItem, worktree: Path, cache: BareCache, measured: dict,
              reason: str) -> Outcome:
     """The agent stopped early or failed: its work in progress goes to the rescue branch; requeue on shutdown."""
-    wip = commit_all(worktree, f"WIP: {item.title}\n\nStopped: {reason}\n\n{item_trailer(item.id)}\n"
-                               f"Cadre-Attempt: {item.attempt}\n", settings.git_author_name, settings.git_author_email)
+    wip = commit_all(worktree, f"WIP: {item.title}\n\nStopped: {reason}\n\n{item_trailers(item.id, item.attempt)}", settings.git_author_name, settings.git_author_email)
     branch = rescue(worktree, cache, item.id, item.attempt, reason).rescue_branch if wip else None
     handoff = Handoff(status=HandoffStatus.RESCUED if branch else HandoffStatus.FAILED, rescue_branch=branch,
                       summary=f"stopped: {reason}" + (f"; work in progress on {branch}" if branch else ""), **measured)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from orchestrator.agent_loop import Tool, params
-from orchestrator.agent_runner import run_role_agent
-from orchestrator.git_repo import continue_rebase, stage_all
-from orchestrator.models import Run, WorkItem
-from orchestrator.prompts import render
-from orchestrator.settings import CadreSettings
-from orchestrator.shutdown import shutdown_event
-from orchestrator.store import Store
-from orchestrator.workspace_tools import WorkspaceTools
+from orchestrator.agent.loop import Tool, params
+from orchestrator.agent.prompts import render
+from orchestrator.agent.tools import WorkspaceTools
+from orchestrator.config.settings import CadreSettings
+from orchestrator.flow.agent_runs import run_role_agent
+from orchestrator.git.repo import continue_rebase, stage_all
+from orchestrator.queues.shutdown import shutdown_event
+from orchestrator.state.models import Run, WorkItem
+from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
@@ -38,7 +38,7 @@ def conflict_resolver(store: Store, settings: CadreSettings, run: Run, item: Wor
     def resolve(conflicted: list[str]) -> bool:
         nonlocal turns
         turns += 1
-        store.emit(run.id, "conflict", item_id=item.id, attempt=item.attempt, paths=conflicted)
+        store.events.emit(run.id, "conflict", item_id=item.id, attempt=item.attempt, paths=conflicted)
         tools = WorkspaceTools(worktree, settings.command_timeout_seconds, shutdown_event())
         finish = Tool("finish", "End the turn once every conflict is resolved.",
                       params(["summary"], summary="how the conflicts were resolved"), lambda _a: "finished",

@@ -9,10 +9,10 @@ import time
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from orchestrator.cycle_flow import item_settled, requeue_or_fail
-from orchestrator.models import TERMINAL_RUN_STATUSES, Handoff, HandoffStatus, ItemStatus, WorkItem
-from orchestrator.settings import CadreSettings, get_settings
-from orchestrator.store import Store
+from orchestrator.config.settings import CadreSettings, get_settings
+from orchestrator.flow.cycles import item_settled, requeue_or_fail
+from orchestrator.state.models import TERMINAL_RUN_STATUSES, Handoff, HandoffStatus, ItemStatus, WorkItem
+from orchestrator.state.store import Store
 from workers.attempt import Outcome, attempt_item
 from workers.lease import LeaseHeartbeat
 
@@ -31,22 +31,22 @@ def execute_work_item(store: Store, item_id: str) -> None:
     (shutdown, an error, within the attempt bound); either way its planner node is told once.
     """
     settings = get_settings()
-    pending = store.item(item_id)
-    run = store.run(pending.run_id)
+    pending = store.items.get(item_id)
+    run = store.runs.get(pending.run_id)
     if run.status in TERMINAL_RUN_STATUSES:
-        cancelled = store.cancel_item(item_id, Handoff(status=HandoffStatus.FAILED, attempt=pending.attempt,
+        cancelled = store.items.cancel(item_id, Handoff(status=HandoffStatus.FAILED, attempt=pending.attempt,
                                                        summary=f"not started: run ended {run.status.value}"))
         if cancelled is not None:
             item_settled(store, cancelled)
         else:
-            store.emit(run.id, "delivery_dropped", item_id=item_id, worker=worker_identity())
+            store.events.emit(run.id, "delivery_dropped", item_id=item_id, worker=worker_identity())
         return
-    item = store.claim_item(item_id, settings.lease_seconds)
+    item = store.items.claim(item_id, settings.lease_seconds)
     if item is None:
-        store.emit(run.id, "delivery_dropped", item_id=item_id, worker=worker_identity())
+        store.events.emit(run.id, "delivery_dropped", item_id=item_id, worker=worker_identity())
         log.info("item %s is not pending; duplicate or stale delivery dropped", item_id)
         return
-    store.emit(run.id, "item_claimed", item_id=item.id, attempt=item.attempt, worker=worker_identity())
+    store.events.emit(run.id, "item_claimed", item_id=item.id, attempt=item.attempt, worker=worker_identity())
     started = time.monotonic()
     outcome = Outcome(ItemStatus.FAILED, Handoff(status=HandoffStatus.FAILED, summary="not started",
                                                  attempt=item.attempt))
@@ -71,16 +71,16 @@ def finish_attempt(store: Store, settings: CadreSettings, item: WorkItem, outcom
         if requeue_or_fail(store, item, outcome.reason, settings.max_attempts, handoff) == "stale":
             _report_stale(store, item, handoff)
         return
-    settled = store.settle_item(item.id, item.attempt, outcome.status, handoff)
+    settled = store.items.settle(item.id, item.attempt, outcome.status, handoff)
     if settled is None:
         _report_stale(store, item, handoff)
         return
-    store.emit(item.run_id, "handoff", item_id=item.id, attempt=item.attempt, status=handoff.status.value,
+    store.events.emit(item.run_id, "handoff", item_id=item.id, attempt=item.attempt, status=handoff.status.value,
                commit=handoff.commit, rescue_branch=handoff.rescue_branch, summary=handoff.summary)
     item_settled(store, settled)
 
 
 def _report_stale(store: Store, item: WorkItem, handoff: Handoff) -> None:
-    store.emit(item.run_id, "stale_attempt", item_id=item.id, attempt=item.attempt,
+    store.events.emit(item.run_id, "stale_attempt", item_id=item.id, attempt=item.attempt,
                rescue_branch=handoff.rescue_branch, summary=handoff.summary)
     log.warning("item %s attempt %s was stale; its work is on %s", item.id, item.attempt, handoff.rescue_branch)

@@ -6,16 +6,16 @@ import json
 import os
 from pathlib import Path
 
-from orchestrator.agent_backends import agent_command
-from orchestrator.agent_loop import AgentResult, Transcript, truncate
-from orchestrator.agent_runner import transcript_path
-from orchestrator.budgets import enforce_run_budget
-from orchestrator.models import Run, WorkItem
-from orchestrator.prompts import render
-from orchestrator.settings import CadreSettings
-from orchestrator.shutdown import shutdown_event, shutdown_requested
-from orchestrator.store import Store
-from orchestrator.workspace_tools import run_command
+from orchestrator.agent.backends import agent_command
+from orchestrator.agent.commands import run_command
+from orchestrator.agent.loop import AgentResult, Transcript, truncate
+from orchestrator.agent.prompts import render
+from orchestrator.config.settings import CadreSettings
+from orchestrator.flow.agent_runs import transcript_path
+from orchestrator.flow.budgets import enforce_run_budget
+from orchestrator.queues.shutdown import shutdown_event, shutdown_requested
+from orchestrator.state.models import Run, WorkItem
+from orchestrator.state.store import Store
 
 GIT_MARGIN_SECONDS = 120
 OUTPUT_TAIL_CHARS = 4000
@@ -67,7 +67,7 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     code, output = run_command(argv, worktree, timeout, shutdown_event(), env=dict(os.environ))
     handoff = read_handoff(handoff_file, output)
     tokens, cost, reported = reported_usage(output, handoff)
-    store.add_usage(run.id, "worker", tokens, cost, {"cycle": str(item.cycle), "node": item.node_id,
+    store.usage.add(run.id, "worker", tokens, cost, {"cycle": str(item.cycle), "node": item.node_id,
                                                      "item": item.id}, reported=reported)
     enforce_run_budget(store, run.id, settings.budget_warning_fraction)
     status = "finished" if code == 0 else ("stopped" if code is None and shutdown_requested() else "failed")

@@ -13,20 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.git_repo import (
-    BareCache,
+from orchestrator.git.cache import BareCache
+from orchestrator.git.repo import (
     abort_rebase,
-    commit_with_trailer,
     head_sha,
     push,
     rebase_onto,
     reset_worktree,
+    trailer_commits,
 )
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 5.0
 CONFLICT_TURNS = 2
+ITEM_TRAILER = "Cadre-Item"
 
 ConflictResolver = Callable[[list[str]], bool]
 """Gets the conflicting paths of a stopped rebase; returns True once the rebase is complete."""
@@ -49,9 +50,14 @@ def rescue_branch_name(item_id: str, attempt: int) -> str:
     return f"cadre/rescue/{item_id}/{attempt}"
 
 
-def item_trailer(item_id: str) -> str:
-    """The commit trailer naming a work item."""
-    return f"Cadre-Item: {item_id}"
+def item_trailers(item_id: str, attempt: int) -> str:
+    """The trailer lines that end every commit of an attempt, naming its work item and attempt."""
+    return f"{ITEM_TRAILER}: {item_id}\nCadre-Attempt: {attempt}\n"
+
+
+def landed_commit(path: Path, rev: str, item_id: str) -> str | None:
+    """The commit reachable from `rev` that carries the item's trailer (it has landed), or None."""
+    return trailer_commits(path, rev, ITEM_TRAILER).get(item_id)
 
 
 def backoff_seconds(retry: int) -> float:
@@ -93,7 +99,7 @@ def land(worktree: Path, cache: BareCache, branch: str, item_id: str, attempt: i
                 return rescue(worktree, cache, item_id, attempt, "rebase conflict not resolved", conflicted, retry)
         if not still_holds_lease():
             return rescue(worktree, cache, item_id, attempt, "lease lost before push (stale attempt)", retries=retry)
-        landed_before = commit_with_trailer(worktree, upstream, item_trailer(item_id))
+        landed_before = landed_commit(worktree, upstream, item_id)
         if landed_before is not None:
             return rescue(worktree, cache, item_id, attempt, f"item already landed as {landed_before[:12]}",
                           retries=retry)

@@ -22,16 +22,17 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from orchestrator.git_plumbing import (
+from orchestrator.git.cache import BareCache
+from orchestrator.git.plumbing import (
     fetch_ref,
     has_commit,
     merge_onto,
     push_if_unchanged,
-    recent_trailers,
     replay_commit,
 )
-from orchestrator.git_repo import BareCache, push
-from orchestrator.store import Store
+from orchestrator.git.repo import push, trailer_commits
+from orchestrator.state.store import Store
+from workers.integrate import ITEM_TRAILER
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 64
@@ -125,7 +126,7 @@ class Lander:
             self.cache.fetch()
             tip = self.cache.head(self.branch)
             new_tip, answers = tip, []
-            landed_items = recent_trailers(self.cache.path, tip)  # one scan per batch, kept up to date below
+            landed_items = trailer_commits(self.cache.path, tip, ITEM_TRAILER)  # one scan per batch, kept up to date below
             for request in batch:
                 answer, new_tip = self._land_one(request, new_tip, landed_items)
                 answers.append((request, answer))
@@ -143,7 +144,7 @@ class Lander:
     def _land_one(self, request: LandingRequest, tip: str, landed_items: dict[str, str]) -> tuple[LandingAnswer, str]:
         if request.item_id in landed_items:  # never the same change twice, whatever crashed before
             return LandingAnswer("landed", landed_items[request.item_id]), tip
-        if self.store.lease_holder(request.item_id) != request.attempt:
+        if self.store.items.lease_holder(request.item_id) != request.attempt:
             return LandingAnswer("stale"), tip  # fencing: only the attempt holding the lease lands
         if not has_commit(self.cache.path, request.commit):
             fetch_ref(self.cache.path, self.cache.url, request.ref)

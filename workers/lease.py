@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from orchestrator.store import Store
+from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class LeaseHeartbeat:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.lease_seconds / 3):
-            if not self.store.refresh_lease(self.item_id, self.attempt, self.lease_seconds):
+            if not self.store.items.refresh_lease(self.item_id, self.attempt, self.lease_seconds):
                 self.held = False
                 log.warning("item %s attempt %s lost its lease", self.item_id, self.attempt)
                 return
@@ -31,7 +31,7 @@ class LeaseHeartbeat:
 
         Once lost, a lease is never taken back: the attempt is stale for good.
         """
-        self.held = self.held and self.store.refresh_lease(self.item_id, self.attempt, self.lease_seconds)
+        self.held = self.held and self.store.items.refresh_lease(self.item_id, self.attempt, self.lease_seconds)
         return self.held
 
     def __enter__(self) -> LeaseHeartbeat:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from orchestrator.celery_app import EXECUTE_WORK_ITEM, app, time_limits
-from orchestrator.settings import get_settings
-from orchestrator.store import get_store
+from orchestrator.config.settings import get_settings
+from orchestrator.queues.app import app, time_limits
+from orchestrator.queues.names import EXECUTE_WORK_ITEM
+from orchestrator.state.store import get_store
 from workers.execution import execute_work_item
 
 

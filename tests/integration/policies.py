@@ -6,7 +6,7 @@ import json
 import re
 import threading
 
-from orchestrator.scripted_model import ScriptedReply, call, reply
+from orchestrator.local.scripted_model import ScriptedReply, call, reply
 
 
 def tool_names(request: dict) -> set[str]:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.models import RunStatus
-from orchestrator.scripted_model import ScriptedError, ScriptedModelServer, call, reply
+from orchestrator.local.scripted_model import ScriptedError, ScriptedModelServer, call, reply
+from orchestrator.state.models import RunStatus
 from tests.conftest import wait_until
 from tests.integration.policies import single_item_plan, tool_names, tool_results
-from tests.integration.test_cycle import remote_log, run_and_wait, start_stack
 from tests.integration.test_cli_errors import assert_one_line_error
+from tests.integration.test_cycle import remote_log, run_and_wait, start_stack
 
 pytestmark = pytest.mark.integration
 FAKE_AGENT = Path(__file__).parent / "fixtures" / "fake_agent.py"
@@ -26,7 +26,7 @@ def test_external_agent_lands_a_commit_with_its_handoff(cadre, remote, store):
         assert not any("write_file" in tool_names(r) for r in server.requests), "no builtin worker ran"
     assert result.returncode == 0, f"{result.stderr}\n{stack.logs()}"
     [task] = status["tasks"]
-    handoff = store.item(task["id"]).handoff
+    handoff = store.items.get(task["id"]).handoff
     assert task["commit"] and handoff.summary == "fake agent wrote ext.txt" and handoff.findings == "it is fake"
     assert handoff.tokens == 500 and handoff.usage_reported
     assert status["usage_by_role"]["worker"] == {"tokens": 500, "cost_usd": 0.05}
@@ -56,13 +56,13 @@ def test_cost_budget_ends_the_run_and_nothing_is_dispatched_after(cadre, remote,
     assert result.returncode != 0
     assert status["status"] == "budget_exhausted" and "cost budget spent" in status["reason"]
     assert 0.5 <= status["cost_usd"] < 0.5 + 0.2, "at most one call past the budget per running agent"
-    events = store.events(run_id)
+    events = store.events.read(run_id)
     ended = next(i for i, e in enumerate(events) if e.type == "run_ended")
     assert any(e.type == "budget_warning" for e in events[:ended])
     late = [e.type for e in events[ended:] if e.type in {"item_created", "item_claimed", "node_started", "node_created"}]
     assert late == [], late
     # Agents that were running stop at their next step: every item settles soon after the end.
-    wait_until(lambda: all(store.item(t["id"]).status.value in {"done", "failed"} for t in status["tasks"]), 60,
+    wait_until(lambda: all(store.items.get(t["id"]).status.value in {"done", "failed"} for t in status["tasks"]), 60,
                "items still running after the budget ended the run")
 
 
@@ -99,7 +99,7 @@ def test_auth_error_stops_the_run_with_one_clear_line(cadre, remote, store):
     assert result.returncode != 0
     assert status["status"] == "failed" and "AuthenticationError" in status["reason"]
     assert "\n" not in status["reason"] and worker_calls == 1, "no retry loop on an auth error"
-    assert store.run(run_id).status is RunStatus.FAILED
+    assert store.runs.get(run_id).status is RunStatus.FAILED
 
 
 def test_no_secret_reaches_transcripts_logs_or_events(cadre, remote, store, tmp_path):

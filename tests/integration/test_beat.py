@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.models import RunStatus
-from orchestrator.scripted_model import ScriptedModelServer
+from orchestrator.local.scripted_model import ScriptedModelServer
+from orchestrator.state.models import RunStatus
 from tests.conftest import wait_until
 from tests.integration.policies import single_item_plan
 
@@ -17,12 +17,12 @@ def test_tick_judges_a_cycle_whose_trigger_was_lost(cadre, remote, store):
         stack = cadre(server.base_url, CADRE_TICK_SECONDS="1")
         result = stack.cli("run", "--repo", str(remote), "--goal", "nothing to do")
         run_id = result.stdout.splitlines()[0]
-        root_id = store.cycle(run_id, 1).root_node_id
+        root_id = store.cycles.get(run_id, 1).root_node_id
         # The root planner ends without anyone noticing: no planner process, no settle trigger.
-        store.start_node(root_id)
-        store.finish_planning(root_id, "finished, but the trigger was lost")
+        store.nodes.start(root_id)
+        store.nodes.finish_planning(root_id, "finished, but the trigger was lost")
         stack.worker("judge")
         stack.beat()
-        wait_until(lambda: store.run(run_id).status is RunStatus.DONE, 60,
+        wait_until(lambda: store.runs.get(run_id).status is RunStatus.DONE, 60,
                    f"the tick did not close the cycle\n{stack.logs()}")
-    assert [e.type for e in store.events(run_id)].count("cycle_judging") == 1
+    assert [e.type for e in store.events.read(run_id)].count("cycle_judging") == 1

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.local_stack import CadreProcess, RedisServer, free_port
-from orchestrator.sample_project import GOAL, suite_passes
-from orchestrator.scripted_model import ScriptedModelServer
-from orchestrator.settings import CadreSettings
+from orchestrator.config.settings import CadreSettings
+from orchestrator.local.processes import CadreProcess, RedisServer, free_port
+from orchestrator.local.sample_project import GOAL, suite_passes
+from orchestrator.local.scripted_model import ScriptedModelServer
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,7 @@ def local_command(command: list[str], data_dir: Path) -> tuple[list[str], list[s
     """(program, args) running a compose service's command here, with /data mapped to `data_dir`."""
     args = [arg.replace("/data", str(data_dir)) for arg in command]
     if args[0] == "cadre":
-        return [sys.executable, "-m", "orchestrator.cli"], args[1:]
+        return [sys.executable, "-m", "orchestrator.cli.main"], args[1:]
     return [sys.executable, "-m", args[0]], args[1:]
 
 
@@ -108,7 +108,7 @@ def test_the_compose_stack_runs_a_whole_run_locally(tmp_path, redis_client):
     redis_server = RedisServer(tmp_path / "redis", password=password).start()
     data_dir = tmp_path / "data"
     started: list[CadreProcess] = []
-    from orchestrator.demo_model import policy
+    from orchestrator.local.demo_model import policy
 
     with ScriptedModelServer(policy) as model:
         dot_env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"],
@@ -139,7 +139,7 @@ def test_the_compose_stack_runs_a_whole_run_locally(tmp_path, redis_client):
             program, args = local_command(extra["command"], data_dir / "extra")
             started.append(CadreProcess(args, env_of(extra), tmp_path / "extra-worker.log", program=program))
             env = env_of(services["planner"])
-            run = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", "--repo", str(data_dir / "sample.git"),
+            run = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", "--repo", str(data_dir / "sample.git"),
                                   "--goal", GOAL, "--wait"], env=env, capture_output=True, text=True, timeout=240)
             logs = "\n".join(p.log() for p in started)
             assert run.returncode == 0, f"{run.stderr}\n{logs[-4000:]}"

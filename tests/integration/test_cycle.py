@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from orchestrator.scripted_model import ScriptedModelServer
+from orchestrator.local.scripted_model import ScriptedModelServer
 from tests.integration.policies import TwoCyclePlan, single_item_plan, tool_names, tool_results
 from tests.services import git
 
@@ -72,11 +72,11 @@ def test_two_cycle_run_lands_one_commit_per_item(cadre, remote, store):
         assert f"Cadre-Item: {task['id']}" in git("log", "-1", "--format=%B", task["commit"], cwd=remote)
     files = git("ls-tree", "-r", "--name-only", "main", cwd=remote).splitlines()
     assert {"a.txt", "b.txt", "c.txt", "docs/notes.md"} <= set(files)
-    cycle1 = [store.item(t["id"]) for t in tasks if t["cycle"] == 1]
+    cycle1 = [store.items.get(t["id"]) for t in tasks if t["cycle"] == 1]
     assert max(i.started_at for i in cycle1) < min(i.settled_at for i in cycle1), "cycle 1 items ran in parallel"
     verdicts = [c["verdict"] for c in status["cycles"]]
     assert verdicts[0]["done"] is False and verdicts[1]["done"] is True
-    types = [e.type for e in store.events(run_id)]
+    types = [e.type for e in store.events.read(run_id)]
     assert types.count("cycle_started") == 2 and types.count("verdict") == 2 and types[-1] == "run_ended"
 
 
@@ -111,4 +111,4 @@ def test_worker_that_changes_nothing_settles_without_commit(cadre, remote, store
     [task] = status["tasks"]
     assert task["status"] == "done" and task["commit"] is None and task["handoff"] == "no_change"
     assert len(remote_log(remote)) == 1
-    assert store.item(task["id"]).handoff.files_changed == []
+    assert store.items.get(task["id"]).handoff.files_changed == []

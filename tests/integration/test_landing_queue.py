@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from orchestrator.git_repo import commit_all
-from orchestrator.redis_records import Keys
-from orchestrator.workspace import prepare_cache, worktree_slot
+from orchestrator.git.repo import commit_all
+from orchestrator.git.workspace import prepare_cache, worktree_slot
+from orchestrator.state.keys import Keys
 from tests.services import git, make_remote
 from workers.landing_queue import Lander, LandingRequest, pending_ref, queue_key, submit
 
@@ -111,8 +111,9 @@ def test_outside_push_is_refetched_and_the_batch_redone(setup, tmp_path):
 LANDER_SCRIPT = """
 import sys
 from pathlib import Path
-from orchestrator.store import Store, connect
-from orchestrator.git_repo import BareCache
+from orchestrator.state.records import connect
+from orchestrator.state.store import Store
+from orchestrator.git.cache import BareCache
 from workers.landing_queue import Lander
 store = Store(connect(sys.argv[1]))
 Lander(store, BareCache(Path(sys.argv[2]), sys.argv[3]), "main", push_interval=float(sys.argv[4])).drain_if_free()
@@ -158,7 +159,7 @@ def test_lander_killed_mid_batch_loses_nothing_and_lands_nothing_twice(setup, re
 
 
 def test_workers_land_through_the_queue_on_the_real_stack(cadre, remote):
-    from orchestrator.scripted_model import ScriptedModelServer
+    from orchestrator.local.scripted_model import ScriptedModelServer
     from tests.integration.policies import single_item_plan
     from tests.integration.test_cycle import remote_log, run_and_wait, start_stack
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from orchestrator.scripted_model import ScriptedModelServer, call
+from orchestrator.local.scripted_model import ScriptedModelServer, call
 from tests.integration.policies import prompt, tool_names
 from tests.integration.test_cycle import remote_log, run_and_wait, start_stack
 from tests.integration.tree_policies import CheckDrivenPlan, TreePlan, area_of, planner_round
@@ -38,17 +38,17 @@ def test_three_level_tree_wakes_every_node_once_with_its_childrens_handoffs(cadr
     assert sorted(n["depth"] for n in nodes.values()) == [0, 1, 1, 2]
     assert len(status["tasks"]) == 6 and all(t["commit"] for t in status["tasks"]), json.dumps(status["nodes"], indent=1) + stack.logs()[-3000:]
     assert len(remote_log(remote)) == 7
-    events = store.events(run_id)
+    events = store.events.read(run_id)
     woken = Counter(e.data["node_id"] for e in events if e.type == "node_woken")
     assert woken == {node_id: 1 for node_id in nodes}, "every node wakes exactly once"
     assert all(n["status"] == "done" for n in nodes.values())
     for node in nodes.values():
         mentioned = set(re.findall(r"(?:work item|sub-planner) ((?:item|node)-\w+)", wakeups[node["area"]]))
-        assert mentioned == set(store.node_child_ids(node["id"])), node["area"]
+        assert mentioned == set(store.nodes.child_ids(node["id"])), node["area"]
     for task in status["tasks"]:
         assert task["id"] in judge_prompt
-        assert store.item(task["id"]).handoff.findings == "the tree works"
-    items = [store.item(t["id"]) for t in status["tasks"]]
+        assert store.items.get(task["id"]).handoff.findings == "the tree works"
+    items = [store.items.get(t["id"]) for t in status["tasks"]]
     assert any(a.started_at < b.settled_at and b.started_at < a.settled_at
                for a in items for b in items if a.id < b.id), "items ran in parallel"
 
@@ -78,6 +78,6 @@ def test_failing_check_reaches_the_next_rounds_planner(cadre, remote, store):
     assert result.returncode == 0, f"{result.stderr}\n{stack.logs()}"
     assert "FAILS on the branch head" in rounds[0] and "fixed.txt is missing" in rounds[0]
     assert "FAILS" not in rounds[1]
-    checks = [e.data for e in store.events(run_id) if e.type == "check"]
+    checks = [e.data for e in store.events.read(run_id) if e.type == "check"]
     assert [c["passed"] for c in checks][:2] == [False, True] and checks[-1]["trigger"] == "judge"
     assert json.loads(stack.cli("status", run_id, "--json").stdout)["cycles"][0]["verdict"]["check_passed"] is True

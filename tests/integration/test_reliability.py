@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 
-from orchestrator.celery_app import EXECUTE_WORK_ITEM, make_celery
-from orchestrator.models import RunStatus
-from orchestrator.scripted_model import ScriptedModelServer
-from orchestrator.settings import CadreSettings
-from orchestrator.store import Store, connect
+from orchestrator.config.settings import CadreSettings
+from orchestrator.local.scripted_model import ScriptedModelServer
+from orchestrator.queues.app import make_celery
+from orchestrator.queues.names import EXECUTE_WORK_ITEM
+from orchestrator.state.models import RunStatus
+from orchestrator.state.records import connect
+from orchestrator.state.store import Store
 from tests.conftest import wait_until
 from tests.integration.policies import Gate, keep_both_sides_on_conflict, single_item_plan
 from tests.services import RedisServer, git
@@ -35,8 +40,32 @@ def start_run(stack, remote, goal="edit files") -> str:
     return result.stdout.splitlines()[0]
 
 
+@dataclass
+class GatedRun:
+    """A run of one item whose worker waits at the gate, with its stack, worker processes and claim."""
+
+    gate: Gate
+    stack: object
+    workers: list
+    run_id: str
+    claim: dict
+
+
+@contextmanager
+def gated_run(cadre, remote, store, title: str, workers: int = 2, beat: bool = True,
+              **env: str) -> Iterator[GatedRun]:
+    """Start a stack and a one-item run, and wait until a worker has claimed the item and waits at the gate."""
+    gate = Gate(single_item_plan(title))
+    with ScriptedModelServer(gate) as server:
+        stack = cadre(server.base_url, **(env or FAST))
+        processes = start(stack, workers, beat)
+        run_id = start_run(stack, remote)
+        claim = wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
+        yield GatedRun(gate, stack, processes, run_id, claim)
+
+
 def claim_of(store: Store, run_id: str, attempt: int = 1) -> dict | None:
-    for event in store.events(run_id):
+    for event in store.events.read(run_id):
         if event.type == "item_claimed" and event.data["attempt"] == attempt:
             return event.data
     return None
@@ -58,90 +87,75 @@ def rescue_branches(remote, item_id: str) -> list[str]:
 
 
 def wait_done(store, run_id, stack, timeout=120):
-    wait_until(lambda: store.run(run_id).status is not RunStatus.RUNNING, timeout, f"run did not end\n{stack.logs()}")
-    assert store.run(run_id).status is RunStatus.DONE, stack.logs()
+    wait_until(lambda: store.runs.get(run_id).status is not RunStatus.RUNNING, timeout,
+               f"run did not end\n{stack.logs()}")
+    assert store.runs.get(run_id).status is RunStatus.DONE, stack.logs()
 
 
 def test_sigkilled_worker_group_lands_exactly_once_elsewhere(cadre, remote, store):
-    gate = Gate(single_item_plan("write a.txt: survived"))
-    with ScriptedModelServer(gate) as server:
-        stack = cadre(server.base_url, **FAST)
-        workers = start(stack, 2)
-        run_id = start_run(stack, remote)
-        claim = wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
-        victim = process_running(workers, claim)
-        os.killpg(victim.process.pid, signal.SIGKILL)
+    with gated_run(cadre, remote, store, "write a.txt: survived") as run:
+        os.killpg(process_running(run.workers, run.claim).process.pid, signal.SIGKILL)
         killed_at = time.time()
-        gate.open()
-        wait_done(store, run_id, stack)
-    [item_id] = store.run_item_ids(run_id)
-    item = store.item(item_id)
+        run.gate.open()
+        wait_done(store, run.run_id, run.stack)
+    [item_id] = store.items.ids_of_run(run.run_id)
+    item = store.items.get(item_id)
     assert item.attempt == 2 and item.handoff.commit
     assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
     assert item.settled_at - killed_at < 120
 
 
 def test_same_message_delivered_twice_lands_once(cadre, remote, store, redis_url):
-    gate = Gate(single_item_plan("write b.txt: once"))
-    with ScriptedModelServer(gate) as server:
-        stack = cadre(server.base_url, **FAST)
-        start(stack, 2)
-        run_id = start_run(stack, remote)
-        wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
-        [item_id] = store.run_item_ids(run_id)
+    with gated_run(cadre, remote, store, "write b.txt: once") as run:
+        run_id, gate, stack = run.run_id, run.gate, run.stack
+        [item_id] = store.items.ids_of_run(run_id)
         client = make_celery(CadreSettings(redis_url=redis_url))
         client.send_task(EXECUTE_WORK_ITEM, args=[item_id])
-        wait_until(lambda: any(e.type == "delivery_dropped" for e in store.events(run_id)), 60, "duplicate not dropped")
+        wait_until(lambda: any(e.type == "delivery_dropped" for e in store.events.read(run_id)), 60,
+                   "duplicate not dropped")
         gate.open()
         wait_done(store, run_id, stack)
         client.send_task(EXECUTE_WORK_ITEM, args=[item_id])  # a late redelivery after it settled
-        wait_until(lambda: sum(e.type == "delivery_dropped" for e in store.events(run_id)) == 2, 60, "late drop")
+        wait_until(lambda: sum(e.type == "delivery_dropped" for e in store.events.read(run_id)) == 2, 60, "late drop")
         client.close()
-    assert store.item(item_id).attempt == 1
+    assert store.items.get(item_id).attempt == 1
     assert len(commits_with_trailer(remote, item_id)) == 1
 
 
 def test_zombie_attempt_never_pushes_and_keeps_its_work(cadre, remote, store):
-    gate = Gate(single_item_plan("write c.txt: zombie"))
-    with ScriptedModelServer(gate) as server:
-        stack = cadre(server.base_url, **FAST)
-        workers = start(stack, 2)
-        run_id = start_run(stack, remote)
-        claim = wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
-        zombie = process_running(workers, claim)
+    with gated_run(cadre, remote, store, "write c.txt: zombie") as run:
+        run_id, gate, stack = run.run_id, run.gate, run.stack
+        zombie = process_running(run.workers, run.claim)
         os.killpg(zombie.process.pid, signal.SIGSTOP)  # frozen: its lease lapses, the item is reassigned
         gate.open()
         wait_done(store, run_id, stack)
-        [item_id] = store.run_item_ids(run_id)
+        [item_id] = store.items.ids_of_run(run_id)
         os.killpg(zombie.process.pid, signal.SIGCONT)
-        wait_until(lambda: any(e.type == "stale_attempt" for e in store.events(run_id)), 60,
+        wait_until(lambda: any(e.type == "stale_attempt" for e in store.events.read(run_id)), 60,
                    f"the zombie did not report\n{stack.logs()}")
-    item = store.item(item_id)
+    item = store.items.get(item_id)
     assert item.attempt == 2
     assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
     assert rescue_branches(remote, item_id) == [f"cadre/rescue/{item_id}/1"]
 
 
 def test_sigterm_requeues_at_once_and_the_item_lands(cadre, remote, store):
-    gate = Gate(single_item_plan("write d.txt: handed over"))
-    with ScriptedModelServer(gate) as server:
-        stack = cadre(server.base_url, CADRE_LEASE_SECONDS="300")  # no reaper: the requeue must be immediate
-        workers = start(stack, 2, beat=False)
-        run_id = start_run(stack, remote)
-        claim = wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
-        stopping = process_running(workers, claim)
+    # No reaper (long lease, no beat): the requeue must be immediate.
+    with gated_run(cadre, remote, store, "write d.txt: handed over", beat=False, CADRE_LEASE_SECONDS="300") as run:
+        run_id, gate, stack = run.run_id, run.gate, run.stack
+        stopping = process_running(run.workers, run.claim)
         os.kill(stopping.process.pid, signal.SIGTERM)  # the main process only, as `docker stop` does
         sent_at = time.time()
         time.sleep(0.5)
         gate.open()
         wait_done(store, run_id, stack)
         stopping.process.wait(timeout=30)
-    [item_id] = store.run_item_ids(run_id)
-    requeued = [e for e in store.events(run_id) if e.type == "item_requeued"]
+    [item_id] = store.items.ids_of_run(run_id)
+    requeued = [e for e in store.events.read(run_id) if e.type == "item_requeued"]
     assert len(requeued) == 1 and requeued[0].at - sent_at < 15
     assert requeued[0].data["rescue_branch"] == f"cadre/rescue/{item_id}/1", requeued[0].data
     assert "d.txt" in git("ls-tree", "--name-only", f"cadre/rescue/{item_id}/1", cwd=remote)
-    item = store.item(item_id)
+    item = store.items.get(item_id)
     assert item.attempt == 2 and commits_with_trailer(remote, item_id) == [item.handoff.commit]
 
 
@@ -160,7 +174,7 @@ def test_run_survives_a_redis_restart(cadre, remote, tmp_path):
             redis_server.start()
             gate.open()
             wait_done(store, run_id, stack, timeout=180)
-        for item_id in store.run_item_ids(run_id):
+        for item_id in store.items.ids_of_run(run_id):
             assert len(commits_with_trailer(remote, item_id)) == 1
     finally:
         redis_server.stop()
@@ -177,7 +191,7 @@ def test_eight_workers_on_the_same_lines_lose_nothing(cadre, remote, store):
         run_id = start_run(stack, remote)
         wait_done(store, run_id, stack, timeout=240)
     branch_text = git("show", "main:shared.txt", cwd=remote)
-    for item in store.items(store.run_item_ids(run_id)):
+    for item in store.items.many(store.items.ids_of_run(run_id)):
         value = item.title.partition(": ")[2]
         landed = commits_with_trailer(remote, item.id)
         rescued = rescue_branches(remote, item.id)
@@ -190,17 +204,12 @@ def test_eight_workers_on_the_same_lines_lose_nothing(cadre, remote, store):
 
 
 def test_attempts_are_bounded_and_the_parent_still_settles(cadre, remote, store):
-    gate = Gate(single_item_plan("write g.txt: never"))
-    with ScriptedModelServer(gate) as server:
-        stack = cadre(server.base_url, CADRE_MAX_ATTEMPTS="1", **FAST)
-        workers = start(stack, 1)
-        run_id = start_run(stack, remote)
-        claim = wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
-        os.killpg(process_running(workers, claim).process.pid, signal.SIGKILL)
-        gate.open()
-        wait_done(store, run_id, stack)
-    [item_id] = store.run_item_ids(run_id)
-    item = store.item(item_id)
+    with gated_run(cadre, remote, store, "write g.txt: never", workers=1, CADRE_MAX_ATTEMPTS="1", **FAST) as run:
+        os.killpg(process_running(run.workers, run.claim).process.pid, signal.SIGKILL)
+        run.gate.open()
+        wait_done(store, run.run_id, run.stack)
+    [item_id] = store.items.ids_of_run(run.run_id)
+    item = store.items.get(item_id)
     assert item.status.value == "failed" and "gave up after 1 attempts" in item.handoff.summary
     assert "worker lost" in item.handoff.summary
 

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from orchestrator.agent_loop import AgentLoop, Tool, Transcript, params, truncate
-from orchestrator.scripted_model import ScriptedModelServer, ToolCall, call, reply
-from orchestrator.settings import CadreSettings
-from orchestrator.workspace_tools import WorkspaceTools
+from orchestrator.agent.loop import AgentLoop, Tool, Transcript, params, truncate
+from orchestrator.agent.tools import WorkspaceTools
+from orchestrator.config.settings import CadreSettings
+from orchestrator.local.scripted_model import ScriptedModelServer, ToolCall, call, reply
 
 
 def make_loop(server, tmp_path, tools, max_steps=6, output_limit=2000, price=None):
-    from orchestrator.model_access import LiteLLMModel
+    from orchestrator.agent.model_access import LiteLLMModel
 
     settings = CadreSettings(worker_model="openai/scripted-unpriced", worker_api_base=server.base_url,
                              api_key="sk-test-key-000", worker_price_per_mtok=price, data_dir=tmp_path)

@@ -1,4 +1,4 @@
-"""orchestrator.git_repo against real git: a temporary bare repository plays the remote."""
+"""orchestrator.git.repo against real git: a temporary bare repository plays the remote."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import git_repo
-from orchestrator.git_repo import BareCache, GitError
+from orchestrator.git import cache as git_cache
+from orchestrator.git import repo as git_repo
+from orchestrator.git.cache import BareCache
+from orchestrator.git.runner import GitError
 
 NAME, EMAIL = "Test Agent", "agent@example.test"
 IDENTITY = {"GIT_AUTHOR_NAME": NAME, "GIT_AUTHOR_EMAIL": EMAIL, "GIT_COMMITTER_NAME": NAME,
@@ -82,7 +84,7 @@ def test_cache_ensure_is_idempotent_and_fetches_heads(tmp_path: Path, remote: st
         cache.head("main")
     cache.fetch()
     assert cache.head("main") == git_repo.remote_branch_head(remote, "main")
-    assert run_git(cache.path, "config", "--get-all", "remote.origin.fetch") == git_repo.ORIGIN_REFSPEC
+    assert run_git(cache.path, "config", "--get-all", "remote.origin.fetch") == git_cache.ORIGIN_REFSPEC
 
 
 def _ensure_and_fetch(root: str, url: str, barrier: multiprocessing.synchronize.Barrier) -> None:
@@ -225,11 +227,12 @@ def test_continue_rebase_after_resolving(cache: BareCache, remote: str) -> None:
         git_repo.continue_rebase(wt, NAME, EMAIL)
 
 
-def test_branch_has_trailer(cache: BareCache, remote: str) -> None:
+def test_trailer_commits(cache: BareCache, remote: str) -> None:
     wt = worktree(cache, "a")
-    _commit_file(wt, "x.txt", "x\n", "Do x\n\nCadre-Item: abc\nCadre-Run: r1")
+    first = _commit_file(wt, "x.txt", "x\n", "Do x\n\nCadre-Item: abc\nCadre-Run: r1")
     _commit_file(wt, "y.txt", "y\n", "Do y")
-    assert git_repo.branch_has_trailer(wt, "HEAD", "Cadre-Item: abc")
-    assert not git_repo.branch_has_trailer(wt, "HEAD", "Cadre-Item: ab")  # substring is not a line
-    assert not git_repo.branch_has_trailer(wt, "HEAD", "Cadre-Item: abc", max_count=1)
-    assert not git_repo.branch_has_trailer(wt, "refs/remotes/origin/main", "Cadre-Item: abc")
+    assert git_repo.trailer_commits(wt, "HEAD", "Cadre-Item") == {"abc": first}
+    assert git_repo.trailer_commits(wt, "HEAD", "Cadre-Run") == {"r1": first}
+    assert "ab" not in git_repo.trailer_commits(wt, "HEAD", "Cadre-Item")  # a prefix is not the value
+    assert git_repo.trailer_commits(wt, "HEAD", "Cadre-Item", max_count=1) == {}
+    assert git_repo.trailer_commits(wt, "refs/remotes/origin/main", "Cadre-Item") == {}

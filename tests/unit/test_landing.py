@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator.git_repo import commit_all
-from orchestrator.workspace import prepare_cache, worktree_slot
+from orchestrator.git.repo import commit_all
+from orchestrator.git.workspace import prepare_cache, worktree_slot
 from tests.services import git, make_remote
 from workers.integrate import land, rescue_branch_name
 

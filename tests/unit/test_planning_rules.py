@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator.models import ItemStatus, WorkItem
-from orchestrator.prompts import render
+from orchestrator.agent.prompts import render
+from orchestrator.state.models import ItemStatus, WorkItem
 from planners.planner_tools import find_duplicate, near_identical
 
 

@@ -1,4 +1,4 @@
-"""orchestrator.workspace against real git: slots carved out of a cache of a temporary remote."""
+"""orchestrator.git.workspace against real git: slots carved out of a cache of a temporary remote."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import git_repo
-from orchestrator.git_repo import BareCache, GitError
-from orchestrator.workspace import prepare_cache, slot_path, worktree_slot
+from orchestrator.git import repo as git_repo
+from orchestrator.git.cache import BareCache
+from orchestrator.git.runner import GitError
+from orchestrator.git.workspace import prepare_cache, slot_path, worktree_slot
 
 NAME, EMAIL = "Test Agent", "agent@example.test"
 IDENTITY = {"GIT_AUTHOR_NAME": NAME, "GIT_AUTHOR_EMAIL": EMAIL, "GIT_COMMITTER_NAME": NAME,

@@ -1,0 +1,177 @@
+"""Cadre's one settings object, read from `CADRE_*` environment variables and an optional `.env`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["planner", "subplanner", "worker", "judge"]
+ROLES: tuple[Role, ...] = ("planner", "subplanner", "worker", "judge")
+
+
+class MissingModelError(ValueError):
+    """A role has no model configured."""
+
+
+class CadreSettings(BaseSettings):
+    """Everything a Cadre process can be configured with. Each field maps to `CADRE_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="CADRE_", env_file=".env", extra="ignore", use_attribute_docstrings=True,
+                                      env_ignore_empty=True)
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Broker and state store. One Redis holds queues, runs, items, leases and event streams."""
+
+    planner_model: str | None = None
+    """litellm model string for root planners, e.g. `openai/gpt-4.1` or `anthropic/claude-sonnet-4-5`."""
+    subplanner_model: str | None = None
+    """Model for sub-planners; falls back to the planner model."""
+    worker_model: str | None = None
+    """Model for worker agents."""
+    judge_model: str | None = None
+    """Model for the judge."""
+
+    planner_api_base: str | None = None
+    """Optional API base for the planner model (an OpenAI-compatible server, a proxy...)."""
+    subplanner_api_base: str | None = None
+    """Optional API base for the sub-planner model; falls back to the planner's."""
+    worker_api_base: str | None = None
+    """Optional API base for the worker model."""
+    judge_api_base: str | None = None
+    """Optional API base for the judge model."""
+    planner_model_params: dict = Field(default_factory=dict)
+    """Extra litellm parameters for the planner model as JSON, e.g. `{"temperature": 0}`."""
+    subplanner_model_params: dict = Field(default_factory=dict)
+    """Extra litellm parameters for the sub-planner model (falls back to the planner's)."""
+    worker_model_params: dict = Field(default_factory=dict)
+    """Extra litellm parameters for the worker model."""
+    judge_model_params: dict = Field(default_factory=dict)
+    """Extra litellm parameters for the judge model."""
+    planner_fallbacks: list[str] = Field(default_factory=list)
+    """Models litellm falls back to, in order, when the planner model keeps failing (JSON list)."""
+    subplanner_fallbacks: list[str] = Field(default_factory=list)
+    """Fallback models for sub-planners (falls back to the planner's)."""
+    worker_fallbacks: list[str] = Field(default_factory=list)
+    """Fallback models for workers."""
+    judge_fallbacks: list[str] = Field(default_factory=list)
+    """Fallback models for the judge."""
+    model_retries: int = Field(default=4, ge=0)
+    """litellm retries (with backoff) of a model call on rate limits, server errors and timeouts."""
+    api_key: SecretStr | None = None
+    """Optional API key passed to every model call; providers' own variables work too."""
+
+    planner_price_per_mtok: tuple[float, float] | None = None
+    """`[input, output]` USD per million tokens when litellm has no price for the planner model."""
+    subplanner_price_per_mtok: tuple[float, float] | None = None
+    """Same for the sub-planner model."""
+    worker_price_per_mtok: tuple[float, float] | None = None
+    """Same for the worker model."""
+    judge_price_per_mtok: tuple[float, float] | None = None
+    """Same for the judge model."""
+
+    worker_backend: str = "builtin"
+    """Default worker agent: `builtin`, `claude-code`, `codex`, `aider`, `mini-swe-agent` or `command`."""
+    worker_command: str | None = None
+    """Command template for the `command` backend, with {prompt_file}, {prompt}, {handoff_file}, {model}."""
+
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """Default cost budget of a run in USD (`cadre run --max-cost`)."""
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Default token budget of a run (`cadre run --max-tokens`)."""
+    max_hours: float | None = Field(default=None, gt=0)
+    """Default wall-time budget of a run in hours (`cadre run --max-hours`)."""
+    budget_warning_fraction: float = Field(default=0.8, gt=0, le=1)
+    """A `budget_warning` event is emitted once when this fraction of a run budget is spent."""
+    item_max_cost_usd: float | None = Field(default=None, gt=0)
+    """Cost budget of one work item's agent; it stops at its next step beyond it."""
+
+    data_dir: Path = Path.home() / ".cadre"
+    """Host-local caches (bare mirrors, worktree slots) and agent transcripts."""
+
+    max_cycles: int = Field(default=3, ge=1)
+    """Default number of plan → work → judge cycles before a run ends `max_cycles`."""
+    max_tasks_per_cycle: int = Field(default=30, ge=1)
+    """Work items one cycle may create; `create_task` refuses beyond it."""
+    max_depth: int = Field(default=3, ge=0)
+    """Levels of sub-planners below the root (0: the root plans alone)."""
+    max_subplanners_per_node: int = Field(default=6, ge=0)
+    """Sub-planners one planner node may spawn."""
+    max_nodes_per_cycle: int = Field(default=20, ge=0)
+    """Sub-planner nodes one cycle may hold."""
+    max_rounds_per_node: int = Field(default=3, ge=1)
+    """Planning rounds of one node: the first, plus wake-ups when its children have settled."""
+    planner_max_steps: int = Field(default=40, ge=1)
+    """Model calls one planner agent may make."""
+    worker_max_steps: int = Field(default=60, ge=1)
+    """Model calls one worker agent may make."""
+    judge_max_steps: int = Field(default=20, ge=1)
+    """Model calls the judge agent may make."""
+    tool_output_chars: int = Field(default=12_000, ge=200)
+    """Tool output longer than this is cut (head and tail kept) before the model sees it."""
+    command_timeout_seconds: int = Field(default=300, ge=1)
+    """Time limit of one `bash` tool command."""
+
+    planner_time_limit_seconds: int = Field(default=1800, ge=30)
+    """Hard time limit of one planner task; the soft limit is 30 s earlier."""
+    worker_time_limit_seconds: int = Field(default=3600, ge=30)
+    """Hard time limit of one worker task; the soft limit is 30 s earlier."""
+    judge_time_limit_seconds: int = Field(default=1800, ge=30)
+    """Hard time limit of one judge task; the soft limit is 30 s earlier."""
+
+    check_command: str | None = None
+    """Shell command run on the branch head before the judge decides (e.g. `pytest -q`)."""
+    check_timeout_seconds: int = Field(default=900, ge=1)
+    """Time limit of the check command."""
+
+    integration: Literal["direct", "queue"] = "queue"
+    """How workers land: `direct` (fetch, rebase, push loop) or `queue` (the branch's lander, by plumbing)."""
+    land_push_interval_seconds: float = Field(default=0.0, ge=0)
+    """Queue mode: at most one push to the branch per this many seconds (hosted remotes limit pushes)."""
+    push_attempts: int = Field(default=12, ge=1)
+    """Fetch → rebase → push tries before a worker gives up and rescues its commit."""
+    max_attempts: int = Field(default=3, ge=1)
+    """Attempts of one work item (lost workers, stops, errors) before it settles `failed`."""
+    conflict_max_steps: int = Field(default=15, ge=1)
+    """Model calls of a worker's conflict-resolution turn after a rebase conflict."""
+    lease_seconds: int = Field(default=60, ge=3)
+    """TTL of a running attempt's lease; a heartbeat refreshes it every third of that."""
+    tick_seconds: float = Field(default=30.0, gt=0)
+    """Period of `cadre beat`'s judge tick (the safety net for lost triggers)."""
+
+    git_author_name: str = "Cadre Agent"
+    """Author of the commits workers make."""
+    git_author_email: str = "cadre@localhost"
+    """Author e-mail of the commits workers make."""
+
+    def role_setting(self, role: Role, name: str):
+        """The setting `<role>_<name>`; sub-planners use the planner's when theirs is unset or empty.
+
+        Settings that exist for the planner only (time limits, step limits) serve sub-planners too.
+        """
+        value = getattr(self, f"{role}_{name}", None)
+        if role == "subplanner" and not value:
+            value = getattr(self, f"planner_{name}")
+        return value
+
+    def model_for(self, role: Role) -> str:
+        """The model string for `role`; raises MissingModelError with a one-line message if unset."""
+        model = self.role_setting(role, "model")
+        if not model:
+            raise MissingModelError(f"no model configured for role {role}: set CADRE_{role.upper()}_MODEL")
+        return model
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        """Redis redelivers an unacknowledged task after this; kept above every hard time limit."""
+        longest = max(self.planner_time_limit_seconds, self.worker_time_limit_seconds, self.judge_time_limit_seconds)
+        return longest + 600
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> CadreSettings:
+    """The process-wide settings, read once."""
+    return CadreSettings()

@@ -1,0 +1,55 @@
+"""Run budgets enforced in code: cost, tokens and wall time, with a one-time warning before the end.
+
+When a budget is spent the run ends `budget_exhausted`: nothing new is dispatched, and running
+agents stop at their next step (their work rescued), because every agent checks the run's status
+before each model call.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from orchestrator.state.keys import Keys
+from orchestrator.state.models import TERMINAL_RUN_STATUSES, Run, RunStatus, now
+from orchestrator.state.runs import RUN_RETENTION_SECONDS
+from orchestrator.state.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def budget_fractions(store: Store, run: Run) -> dict[str, float]:
+    """How much of each configured budget of the run is spent (1.0 = all of it)."""
+    usage = store.usage.totals(run.id)
+    fractions = {}
+    if run.max_cost_usd:
+        fractions["cost"] = usage.get("cost_usd", 0.0) / run.max_cost_usd
+    if run.max_tokens:
+        fractions["tokens"] = usage.get("tokens", 0.0) / run.max_tokens
+    if run.max_hours:
+        fractions["time"] = (now() - run.created_at) / (run.max_hours * 3600)
+    return fractions
+
+
+def enforce_run_budget(store: Store, run_id: str, warning_fraction: float) -> bool:
+    """End the run `budget_exhausted` if a budget is spent; warn once per budget past the fraction.
+
+    Returns True if the run has ended (now or before).
+    """
+    run = store.runs.get(run_id)
+    if run.status in TERMINAL_RUN_STATUSES:
+        return True
+    fractions = budget_fractions(store, run)
+    spent = sorted(kind for kind, fraction in fractions.items() if fraction >= 1.0)
+    if spent:
+        usage = store.usage.totals(run_id)
+        reason = (f"{' and '.join(spent)} budget spent: ${usage.get('cost_usd', 0):.4f} of "
+                  f"{run.max_cost_usd or '-'} USD, {int(usage.get('tokens', 0))} of {run.max_tokens or '-'} tokens, "
+                  f"{(now() - run.created_at) / 3600:.2f} of {run.max_hours or '-'} hours")
+        if store.runs.end(run_id, RunStatus.BUDGET_EXHAUSTED, reason):
+            log.warning("run %s: %s", run_id, reason)
+        return True
+    for kind, fraction in fractions.items():
+        if fraction >= warning_fraction and store.redis.set(Keys.budget_warned(run_id, kind), 1, nx=True,
+                                                            ex=RUN_RETENTION_SECONDS):
+            store.events.emit(run_id, "budget_warning", budget=kind, fraction=round(fraction, 3))
+    return False

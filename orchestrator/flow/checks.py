@@ -1,0 +1,83 @@
+"""Keeping the branch green: the configured check command run on the branch head, and its history.
+
+A check runs before each follow-up planning round (after a landing wave), on the judge's tick when
+the head moved, and before every verdict. Failures go to the next planners as fix-it input, and
+the judge sees the trend across cycles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from orchestrator.agent.commands import run_command
+from orchestrator.agent.loop import truncate
+from orchestrator.config.settings import CadreSettings
+from orchestrator.git.repo import head_sha
+from orchestrator.state.keys import Keys
+from orchestrator.state.models import now
+from orchestrator.state.store import Store
+
+HISTORY_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of the check command on one head: `passed` is None when no command is configured."""
+
+    command: str | None
+    passed: bool | None
+    output: str = ""
+    head: str = ""
+    cycle: int = 0
+    trigger: str = ""
+    at: float = field(default_factory=now)
+
+
+def run_check(command: str | None, worktree: Path, timeout: float, output_limit: int) -> CheckResult:
+    """Run `command` in `worktree` (its own process group, killed on timeout); exit code 0 passes."""
+    if not command:
+        return CheckResult(command=None, passed=None)
+    code, output = run_command(command, worktree, timeout)
+    if code is None:
+        output += f"\n[check timed out after {timeout:g} s]"
+    return CheckResult(command=command, passed=code == 0, output=truncate(output, output_limit),
+                       head=head_sha(worktree))
+
+
+def check_branch_head(store: Store, settings: CadreSettings, run_id: str, cycle: int, worktree: Path,
+                      trigger: str) -> CheckResult:
+    """Run the configured check on the head checked out in `worktree` and record it in the run's history."""
+    result = run_check(settings.check_command, worktree, settings.check_timeout_seconds, settings.tool_output_chars)
+    if result.command is None:
+        return result
+    result = CheckResult(**asdict(result) | {"cycle": cycle, "trigger": trigger})
+    pipe = store.redis.pipeline(transaction=True)
+    pipe.rpush(Keys.checks(run_id), json.dumps(asdict(result)))
+    pipe.ltrim(Keys.checks(run_id), -HISTORY_LIMIT, -1)
+    pipe.execute()
+    store.events.emit(run_id, "check", cycle=cycle, trigger=trigger, head=result.head, passed=result.passed)
+    return result
+
+
+def check_history(store: Store, run_id: str) -> list[CheckResult]:
+    """The run's recorded checks, oldest first."""
+    return [CheckResult(**json.loads(raw)) for raw in store.redis.lrange(Keys.checks(run_id), 0, -1)]
+
+
+def last_checked_head(store: Store, run_id: str) -> str | None:
+    """The head the most recent check ran on, if any."""
+    raw = store.redis.lindex(Keys.checks(run_id), -1)
+    return json.loads(raw)["head"] if raw else None
+
+
+def trend(history: list[CheckResult]) -> list[dict]:
+    """Per cycle: how many checks ran and failed, and whether the last one passed (for the judge)."""
+    by_cycle: dict[int, dict] = {}
+    for result in history:
+        entry = by_cycle.setdefault(result.cycle, {"cycle": result.cycle, "runs": 0, "failures": 0, "last": None})
+        entry["runs"] += 1
+        entry["failures"] += result.passed is False
+        entry["last"] = "passed" if result.passed else "failed"
+    return [by_cycle[c] for c in sorted(by_cycle)]

@@ -1,0 +1,93 @@
+"""How settling moves a run forward: items settle in nodes, a finished root closes its cycle.
+
+Each step is an idempotent store transition, so whoever triggers it (a worker, a planner, the
+beat tick) and however often, the judge of a cycle is enqueued once and a cycle starts once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from orchestrator.config.settings import get_settings
+from orchestrator.queues.dispatch import dispatch_judge, dispatch_planner, dispatch_work_item
+from orchestrator.state.models import Cycle, Handoff, HandoffStatus, ItemStatus, PlannerNode, WorkItem, new_id
+from orchestrator.state.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def new_cycle(run_id: str, number: int) -> tuple[Cycle, PlannerNode]:
+    """A fresh cycle with its root planner node (not yet stored)."""
+    root = PlannerNode(id=new_id("node"), run_id=run_id, cycle=number)
+    return Cycle(run_id=run_id, number=number, root_node_id=root.id), root
+
+
+def item_settled(store: Store, item: WorkItem) -> None:
+    """After an item settled: settle its node if that was the node's last pending child."""
+    store.events.emit(item.run_id, "item_settled", item_id=item.id, status=item.status.value,
+               commit=item.handoff.commit if item.handoff else None)
+    node_maybe_settled(store, item.node_id)
+
+
+def requeue_or_fail(store: Store, item: WorkItem, reason: str, max_attempts: int,
+                    handoff: Handoff | None = None) -> str:
+    """Give a running attempt's item to a new attempt at once, or settle it `failed` past `max_attempts`.
+
+    Returns "requeued", "failed", or "stale" when `item.attempt` no longer runs (someone else acted).
+    """
+    run_over = store.runs.get(item.run_id).status.value != "running"
+    if item.attempt >= max_attempts or run_over:
+        if run_over:
+            reason = f"run ended; {reason}"
+        failed = (handoff or Handoff(status=HandoffStatus.FAILED, attempt=item.attempt)).model_copy(
+            update={"summary": f"gave up after {item.attempt} attempts; last: {reason}" if not run_over else reason})
+        settled = store.items.settle(item.id, item.attempt, ItemStatus.FAILED, failed)
+        if settled is None:
+            return "stale"
+        item_settled(store, settled)
+        return "failed"
+    if store.items.requeue(item.id, item.attempt) is None:
+        return "stale"
+    store.events.emit(item.run_id, "item_requeued", item_id=item.id, attempt=item.attempt, reason=reason,
+               rescue_branch=handoff.rescue_branch if handoff else None)
+    dispatch_work_item(item.id)
+    log.info("item %s attempt %s requeued: %s", item.id, item.attempt, reason)
+    return "requeued"
+
+
+def node_maybe_settled(store: Store, node_id: str) -> None:
+    """Once a node has finished planning and all its children settled: wake it for a follow-up round
+    (it made children and has rounds left), or settle it in its parent (or close the cycle for a root)."""
+    running = store.runs.get(store.nodes.get(node_id).run_id).status.value == "running"
+    outcome = store.nodes.settle_or_wake(node_id, get_settings().max_rounds_per_node, may_wake=running)
+    if outcome is None:
+        return
+    node = store.nodes.get(node_id)
+    if outcome == "woken":
+        store.events.emit(node.run_id, "node_woken", node_id=node.id, round=node.round, parent_id=node.parent_id)
+        dispatch_planner(node.id)
+        return
+    store.events.emit(node.run_id, "node_settled", node_id=node.id, cycle=node.cycle, status=node.status.value,
+               parent_id=node.parent_id)
+    if node.parent_id is None:
+        close_cycle(store, node.run_id, node.cycle)
+    else:
+        node_maybe_settled(store, node.parent_id)
+
+
+def close_cycle(store: Store, run_id: str, number: int) -> None:
+    """The root of cycle `number` has settled: hand the cycle to the judge, once."""
+    if store.cycles.begin_judging(run_id, number):
+        store.events.emit(run_id, "cycle_judging", cycle=number)
+        dispatch_judge(run_id, number)
+        log.info("run %s cycle %s: judge enqueued", run_id, number)
+
+
+def start_cycle(store: Store, run_id: str, from_cycle: int) -> bool:
+    """Start cycle `from_cycle + 1` with a fresh root planner, once; False if it already started."""
+    cycle, root = new_cycle(run_id, from_cycle + 1)
+    if not store.runs.advance_cycle(run_id, from_cycle, cycle, root):
+        return False
+    store.events.emit(run_id, "cycle_started", cycle=cycle.number, root_node_id=root.id)
+    dispatch_planner(root.id)
+    return True

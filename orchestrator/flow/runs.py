@@ -1,0 +1,144 @@
+"""Starting, stopping and describing runs (what the CLI's run, stop and status commands do)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.agent.backends import BackendUnavailable, command_template
+from orchestrator.config.settings import ROLES, CadreSettings
+from orchestrator.flow.cycles import new_cycle
+from orchestrator.queues.dispatch import dispatch_planner
+from orchestrator.state.models import Run, RunStatus, new_id
+from orchestrator.state.records import UnknownRecord
+from orchestrator.state.store import Store
+
+
+class RunRequestError(ValueError):
+    """A run request that cannot be started (the message is one line, for the user)."""
+
+
+def validate_run_request(settings: CadreSettings, repo: str, goal: str, branch: str, max_cycles: int) -> str:
+    """Check a run request before anything is written; returns the branch head sha."""
+    if not goal.strip():
+        raise RunRequestError("the goal is empty: say what the agents should achieve")
+    if not branch.strip():
+        raise RunRequestError("the branch name is empty")
+    if max_cycles < 1:
+        raise RunRequestError("--max-cycles must be at least 1")
+    for role in ROLES:
+        settings.model_for(role)
+    from orchestrator.git.repo import remote_branch_head
+    from orchestrator.git.runner import GitError
+
+    try:
+        return remote_branch_head(repo, branch)
+    except GitError as exc:
+        raise RunRequestError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """A run's budgets; None means the settings' default (and None there means unlimited)."""
+
+    max_cost_usd: float | None = None
+    max_tokens: int | None = None
+    max_hours: float | None = None
+
+
+def start_run(store: Store, settings: CadreSettings, repo: str, goal: str, branch: str,
+              max_cycles: int | None = None, budgets: Budgets = Budgets(), backend: str | None = None) -> Run:
+    """Validate, store a new run with cycle 1 and its root planner, and enqueue that planner."""
+    cycles = max_cycles if max_cycles is not None else settings.max_cycles
+    backend = backend or settings.worker_backend
+    try:
+        command_template(backend, settings)
+    except BackendUnavailable as exc:
+        raise RunRequestError(str(exc)) from None
+    for name, value in (("--max-cost", budgets.max_cost_usd), ("--max-tokens", budgets.max_tokens),
+                        ("--max-hours", budgets.max_hours)):
+        if value is not None and value <= 0:
+            raise RunRequestError(f"{name} must be greater than 0")
+    head = validate_run_request(settings, repo, goal, branch, cycles)
+    run = Run(id=new_id("run"), repo=repo, branch=branch, goal=goal.strip(), max_cycles=cycles,
+              max_cost_usd=budgets.max_cost_usd or settings.max_cost_usd,
+              max_tokens=budgets.max_tokens or settings.max_tokens,
+              max_hours=budgets.max_hours or settings.max_hours, worker_backend=backend)
+    cycle, root = new_cycle(run.id, 1)
+    store.runs.create(run, cycle, root)
+    store.events.emit(run.id, "run_created", repo=repo, branch=branch, head=head, max_cycles=cycles)
+    store.events.emit(run.id, "cycle_started", cycle=1, root_node_id=root.id)
+    dispatch_planner(root.id)
+    return run
+
+
+def stop_run(store: Store, run_id: str) -> bool:
+    """End a running run as `stopped`; agents stop at their next step. False if it had already ended."""
+    store.runs.get(run_id)
+    return store.runs.end(run_id, RunStatus.STOPPED, "stopped by user")
+
+
+def node_tree(store: Store, run_id: str, items: list, usage: dict[str, float]) -> list[dict]:
+    """Every planner node of the run with its children's ids and counts of its items by state."""
+    by_node: dict[str, list] = {}
+    for item in items:
+        by_node.setdefault(item.node_id, []).append(item)
+    tree = []
+    for node in store.nodes.many(store.nodes.ids_of_run(run_id)):
+        own = by_node.get(node.id, [])
+        counts: dict[str, int] = {}
+        for item in own:
+            counts[item.status.value] = counts.get(item.status.value, 0) + 1
+        tree.append({"id": node.id, "parent_id": node.parent_id, "cycle": node.cycle, "depth": node.depth,
+                     "area": node.area, "status": node.status.value, "round": node.round,
+                     "items": [i.id for i in own], "item_counts": counts, "summary": node.summary,
+                     "tokens": int(usage.get(f"node:{node.id}:tokens", 0)),
+                     "cost_usd": round(usage.get(f"node:{node.id}:cost_usd", 0.0), 6)})
+    return tree
+
+
+def run_status(store: Store, run_id: str) -> dict:
+    """The run as the public status JSON: id, status, cycle, tasks, cost_usd, tokens and more."""
+    run = store.runs.get(run_id)
+    usage = store.usage.totals(run_id)
+    items = store.items.many(store.items.ids_of_run(run_id))
+    cycles = []
+    for number in range(1, run.cycle + 1):
+        try:
+            cycle = store.cycles.get(run_id, number)
+        except UnknownRecord:
+            continue
+        cycles.append({
+            "number": cycle.number, "status": cycle.status.value,
+            "verdict": cycle.verdict.model_dump() if cycle.verdict else None,
+        })
+    return {
+        "id": run.id,
+        "status": run.status.value,
+        "reason": run.reason,
+        "repo": run.repo,
+        "branch": run.branch,
+        "goal": run.goal,
+        "cycle": run.cycle,
+        "max_cycles": run.max_cycles,
+        "created_at": run.created_at,
+        "ended_at": run.ended_at,
+        "tasks": [
+            {
+                "id": item.id, "title": item.title, "status": item.status.value, "cycle": item.cycle,
+                "attempt": item.attempt, "commit": item.handoff.commit if item.handoff else None,
+                "handoff": item.handoff.status.value if item.handoff else None,
+            }
+            for item in items
+        ],
+        "cycles": cycles,
+        "nodes": node_tree(store, run_id, items, usage),
+        "cost_usd": round(usage.get("cost_usd", 0.0), 6),
+        "tokens": int(usage.get("tokens", 0)),
+        "usage_by_role": {
+            role: {"tokens": int(usage.get(f"{role}:tokens", 0)), "cost_usd": round(usage.get(f"{role}:cost_usd", 0.0), 6)}
+            for role in ROLES if f"{role}:tokens" in usage
+        },
+        "usage_unreported_calls": int(usage.get("unreported_calls", 0)),
+        "budgets": {"max_cost_usd": run.max_cost_usd, "max_tokens": run.max_tokens, "max_hours": run.max_hours},
+        "worker_backend": run.worker_backend,
+    }

@@ -1,0 +1,243 @@
+"""Porcelain git for workers, planners and the judge: worktrees, commits, rebases, pushes, trailer scans.
+
+Everything runs through `orchestrator.git.runner`; failures raise one-line `GitError`s.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.config.secrets import redact_url
+from orchestrator.git.runner import (
+    NETWORK_TIMEOUT_S,
+    GitError,
+    PathArg,
+    check_args,
+    git_env,
+    is_push_rejection,
+    one_line,
+    run_git,
+)
+
+logger = logging.getLogger(__name__)
+# How far back a trailer scan looks: further than any batch of landings between two fetches.
+TRAILER_SCAN_COMMITS = 2000
+
+class DiffStats(BaseModel):
+    """Line counts of `git diff --numstat base head` (binary files count as 0 lines)."""
+    model_config = ConfigDict(frozen=True)
+    files: list[str]
+    insertions: int
+    deletions: int
+
+
+class PushResult(BaseModel):
+    """Outcome of a push. `rejected` means the remote moved on (non-fast-forward and the like)."""
+    model_config = ConfigDict(frozen=True)
+    ok: bool
+    rejected: bool
+    message: str
+
+
+def remote_branch_head(url: str, branch: str) -> str:
+    """Sha of `refs/heads/<branch>` at `url`, asked with `git ls-remote` (never prompts)."""
+    check_args(url=url, branch=branch)
+    ref = f"refs/heads/{branch}"
+    out = run_git(None, "ls_remote", url, ref, env=git_env(network=True),
+                kill_after_timeout=NETWORK_TIMEOUT_S, what=f"cannot reach repository {redact_url(url)}")
+    shas = [line.split("\t")[0] for line in out.splitlines() if line.endswith(f"\t{ref}")]
+    if not shas:
+        raise GitError(f"branch {branch} not found in {redact_url(url)}")
+    return shas[0]
+
+
+def _git_dir(path: PathArg) -> Path:
+    """The private git directory of a worktree (the target of its `.git` file), without running git."""
+    dot_git = Path(path) / ".git"
+    if not dot_git.is_file():
+        return dot_git
+    target = dot_git.read_text(encoding="utf-8").strip().removeprefix("gitdir:").strip()
+    return (Path(path) / target).resolve()
+
+
+def rebase_in_progress(path: PathArg) -> bool:
+    """Whether a rebase is stopped in the worktree at `path`."""
+    gd = _git_dir(path)
+    return (gd / "rebase-merge").is_dir() or (gd / "rebase-apply").is_dir()
+
+
+def unlanded_tip(path: PathArg) -> tuple[str, str] | None:
+    """(sha, message) of the worktree's own commits that no remote-tracking ref contains, or None.
+
+    During a stopped rebase the pre-rebase tip counts, so a half-done rebase hides nothing.
+    """
+    orig = _git_dir(path) / "rebase-merge" / "orig-head"
+    tip = orig.read_text(encoding="utf-8").strip() if orig.is_file() else "HEAD"
+    if not run_git(path, "rev_list", "--max-count=1", tip, "--not", "--remotes", "--"):
+        return None
+    sha = run_git(path, "rev_parse", tip)
+    return sha, run_git(path, "log", "-1", "--format=%B", sha)
+
+
+def reset_worktree(path: PathArg, start_point: str) -> None:
+    """Make the worktree exactly `start_point`: detached, no rebase/merge state, no stray files."""
+    check_args(start_point=start_point)
+    (_git_dir(path) / "index.lock").unlink(missing_ok=True)  # left by a killed git; we own the slot
+    if rebase_in_progress(path):
+        run_git(path, "rebase", "--quit")
+    run_git(path, "checkout", "--quiet", "--detach", "--force", start_point)
+    run_git(path, "reset", "--quiet", "--hard", start_point)  # also drops MERGE_HEAD / CHERRY_PICK_HEAD
+    run_git(path, "clean", "-ffdxq")
+
+
+def rev_sha(path: PathArg, rev: str) -> str:
+    """Commit sha `rev` names in the repository or worktree at `path`; GitError if it names none."""
+    check_args(revision=rev)
+    return run_git(path, "rev_parse", "--verify", f"{rev}^{{commit}}", what=f"unknown revision {rev}").strip()
+
+
+def head_sha(path: PathArg) -> str:
+    """Sha of HEAD in the repository or worktree at `path`."""
+    return rev_sha(path, "HEAD")
+
+
+def changed_paths(path: PathArg) -> list[str]:
+    """Sorted paths that differ from HEAD: staged, unstaged and untracked (each file listed)."""
+    out = run_git(path, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames")
+    return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
+
+
+def commit_all(path: PathArg, message: str, author_name: str, author_email: str) -> str | None:
+    """Stage everything and commit it with `message` kept verbatim; None when nothing changed."""
+    if not message.strip():
+        raise GitError("commit message is empty")
+    run_git(path, "add", "-A")
+    if not run_git(path, "diff", "--cached", "--name-only", "-z"):
+        return None
+    with tempfile.TemporaryFile() as stream:  # `-F -` keeps trailers and blank lines verbatim
+        stream.write((message if message.endswith("\n") else message + "\n").encode("utf-8"))
+        stream.seek(0)
+        run_git(path, "commit", "--quiet", "--no-verify", "--no-gpg-sign", "--cleanup=verbatim", "-F", "-",
+              istream=stream, env=git_env(author_name, author_email), what="commit failed")
+    sha = head_sha(path)
+    logger.info("committed %s in %s", sha[:12], path)
+    return sha
+
+
+def diff_stats(path: PathArg, base: str, head: str) -> DiffStats:
+    """Files changed and lines added/removed between `base` and `head` (renames as delete + add)."""
+    out = run_git(path, "diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", base, head, "--")
+    rows = [record.split("\t", 2) for record in out.split("\0") if record]  # binary files count "-"
+    return DiffStats(files=[row[2] for row in rows],
+                     insertions=sum(int(row[0]) for row in rows if row[0].isdigit()),
+                     deletions=sum(int(row[1]) for row in rows if row[1].isdigit()))
+
+
+def _conflicts(path: PathArg) -> list[str]:
+    """Sorted unresolved paths of a stopped rebase; [] when no rebase is stopped."""
+    if not rebase_in_progress(path):
+        return []
+    return sorted(set(filter(None, run_git(path, "diff", "--name-only", "-z", "--diff-filter=U").split("\0"))))
+
+
+def rebase_onto(path: PathArg, upstream: str, author_name: str | None = None,
+                author_email: str | None = None) -> list[str]:
+    """Rebase HEAD onto `upstream`: [] when done, else the conflicting paths (rebase left stopped).
+
+    Authors are kept; the committer is the given identity, or HEAD's author.
+    """
+    check_args(upstream=upstream)
+    if not (author_name and author_email):
+        author_name, _, author_email = run_git(path, "log", "-1", "--format=%an%x00%ae").partition("\0")
+    try:
+        run_git(path, "rebase", "--quiet", "--no-gpg-sign", "--no-verify", "--no-autostash", upstream,
+              env=git_env(author_name, author_email), what=f"rebase onto {upstream} failed")
+        return []
+    except GitError:
+        if conflicts := _conflicts(path):
+            logger.info("rebase of %s onto %s stopped on %d conflict(s)", path, upstream, len(conflicts))
+            return conflicts
+        if rebase_in_progress(path):
+            abort_rebase(path)
+        raise
+
+
+def continue_rebase(path: PathArg, author_name: str, author_email: str) -> list[str]:
+    """Continue a stopped rebase after `git add` of resolutions: [] when done, else paths in conflict."""
+    if not rebase_in_progress(path):
+        raise GitError(f"no rebase in progress in {path}")
+    try:
+        run_git(path, "rebase", "--continue", env=git_env(author_name, author_email) | {"GIT_EDITOR": "true"},
+              what="rebase --continue failed")
+        return []
+    except GitError:
+        if conflicts := _conflicts(path):
+            return conflicts
+        raise
+
+
+def abort_rebase(path: PathArg) -> None:
+    """Abort a stopped rebase, restoring the pre-rebase HEAD; a no-op when none is in progress."""
+    if rebase_in_progress(path):
+        run_git(path, "rebase", "--abort")
+
+
+def push(path: PathArg, url: str, refspec: str, author_name: str | None = None,
+         author_email: str | None = None) -> PushResult:
+    """Push `refspec` (`HEAD:refs/heads/main`) to `url`: `rejected=True` if the remote moved on.
+
+    Any other failure raises GitError."""
+    check_args(url=url, refspec=refspec)
+    status, out, err = run_git(path, "push", "--porcelain", "--no-verify", url, refspec,
+                               env=git_env(author_name, author_email, network=True),
+                               kill_after_timeout=NETWORK_TIMEOUT_S, with_extended_output=True,
+                               with_exceptions=False, what=f"push to {redact_url(url)} failed")
+    refs = [line.split("\t") for line in out.splitlines() if line.count("\t") == 2]
+    summaries = [f"{fields[1].rpartition(':')[2]}: {fields[2]}" for fields in refs]
+    if status == 0:
+        logger.info("pushed %s to %s", refspec, redact_url(url))
+        return PushResult(ok=True, rejected=False, message=summaries[0] if summaries else "pushed")
+    refused = [s for fields, s in zip(refs, summaries) if fields[0] == "!"]
+    if refused and all(is_push_rejection(s) for s in refused):
+        logger.info("push of %s to %s rejected: %s", refspec, redact_url(url), refused[0])
+        return PushResult(ok=False, rejected=True, message=refused[0])
+    reason = refused[0] if refused else one_line(err, f"git exited with {status}")
+    raise GitError(f"push to {redact_url(url)} failed: {reason}")
+
+
+def log_subjects(path: PathArg, rev: str, max_count: int | None = None) -> list[str]:
+    """Subjects of the commits reachable from `rev`, newest first (works on bare repos too)."""
+    check_args(revision=rev)
+    limit = [] if max_count is None else [f"--max-count={max_count}"]
+    return run_git(path, "log", "--format=%s", *limit, rev, "--").splitlines()
+
+
+def commits_between(path: PathArg, base: str, head: str) -> list[str]:
+    """Shas reachable from `head` but not from `base`, oldest first."""
+    check_args(base=base, head=head)
+    return run_git(path, "rev_list", "--reverse", f"{base}..{head}", "--").split()
+
+
+def trailer_commits(path: PathArg, tip: str, key: str, max_count: int = TRAILER_SCAN_COMMITS) -> dict[str, str]:
+    """`{trailer value: commit}` for trailer `key` in the last `max_count` commits reachable from `tip`.
+
+    The newest commit wins when a value appears twice. One `git log` for the whole window.
+    """
+    check_args(revision=tip, key=key)
+    out = run_git(path, "log", f"--max-count={max_count}",
+                  f"--format=%H %(trailers:key={key},valueonly,separator=%x2C)", tip, "--")
+    found: dict[str, str] = {}
+    for line in out.splitlines():
+        sha, _, values = line.partition(" ")
+        for value in filter(None, values.split(",")):
+            found.setdefault(value.strip(), sha)
+    return found
+
+
+def stage_all(path: PathArg) -> None:
+    """`git add -A` in a worktree (e.g. after resolving conflicts)."""
+    run_git(path, "add", "-A")

@@ -1,0 +1,35 @@
+"""Every Redis key Cadre's state uses, in one place, all under the `cadre:` prefix."""
+
+from __future__ import annotations
+
+
+def _key(pattern: str) -> staticmethod:
+    """A key builder: `pattern` with `{}` filled by the ids it is called with, in order."""
+    def build(*ids: object) -> str:
+        return pattern.format(*ids)
+
+    build.__doc__ = f"`{pattern}`"
+    return staticmethod(build)
+
+
+class Keys:
+    """Key builders: `Keys.item(item_id)` is `cadre:item:<item_id>`."""
+
+    runs = _key("cadre:runs")
+    active_runs = _key("cadre:runs:active")
+    run = _key("cadre:run:{}")
+    usage = _key("cadre:run:{}:usage")
+    events = _key("cadre:run:{}:events")
+    run_items = _key("cadre:run:{}:items")
+    run_nodes = _key("cadre:run:{}:nodes")
+    checks = _key("cadre:run:{}:checks")
+    budget_warned = _key("cadre:run:{}:warned:{}")
+    cycle = _key("cadre:cycle:{}:{}")
+    cycle_items = _key("cadre:cycle:{}:{}:items")
+    cycle_nodes = _key("cadre:cycle:{}:{}:nodes")
+    node = _key("cadre:node:{}")
+    node_pending = _key("cadre:node:{}:pending")
+    node_items = _key("cadre:node:{}:items")
+    item = _key("cadre:item:{}")
+    lease = _key("cadre:lease:{}")
+    running_items = _key("cadre:items:running")

@@ -1,0 +1,99 @@
+"""Redis plumbing under Cadre's store: the connection, its errors, and atomic record transitions.
+
+Records are pydantic models stored as JSON under the `cadre:` prefix. Every state transition is an
+optimistic transaction (WATCH / MULTI): it reads the record, checks the transition is allowed, and
+writes it back only if nobody changed it meanwhile, so two processes racing on one transition
+cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from orchestrator.config.secrets import redact_url
+from orchestrator.state.models import Contract
+
+M = TypeVar("M", bound=Contract)
+# A patient client rides out a Redis restart: about two minutes of retries with capped backoff.
+PATIENT_RETRIES = 60
+
+
+class StoreUnavailable(RuntimeError):
+    """Redis cannot be reached."""
+
+
+class TransitionRefused(RuntimeError):
+    """A state transition is not allowed from the record's current state."""
+
+
+class UnknownRecord(KeyError):
+    """No record with that id exists."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "unknown record"
+
+
+def connect(url: str, patient: bool = False) -> redis.Redis:
+    """A Redis client for `url` that has answered a PING; StoreUnavailable (one line) otherwise.
+
+    A `patient` client (for long-running processes) retries every command through connection
+    errors for about two minutes, so a Redis restart pauses Cadre instead of failing it.
+    """
+    options: dict = dict(decode_responses=True, socket_connect_timeout=3, socket_timeout=30, health_check_interval=30)
+    try:
+        redis.Redis.from_url(url, **options).ping()
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise StoreUnavailable(f"Redis unreachable at {redact_url(url)}: {exc}") from None
+    if patient:
+        options.update(retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), PATIENT_RETRIES),
+                       retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    return redis.Redis.from_url(url, **options)
+
+
+class JsonRecords:
+    """Typed, atomic access to JSON records in one Redis database; every part of the store holds one."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+
+    def load(self, key: str, model: type[M], conn: redis.Redis | None = None) -> M:
+        """The record at `key` (read through `conn`, e.g. a watching pipeline); UnknownRecord if absent."""
+        raw = (conn or self.redis).get(key)
+        if raw is None:
+            raise UnknownRecord(f"no {model.__name__.lower()} at {key}")
+        return model.model_validate_json(raw)
+
+    def transition_or_none(self, key: str, model: type[M], change: Callable[[M], M], **options) -> M | None:
+        """`transition`, or None when `change` refused it (TransitionRefused)."""
+        try:
+            return self.transition(key, model, change, **options)
+        except TransitionRefused:
+            return None
+
+    def load_many(self, keys: list[str], model: type[M]) -> list[M]:
+        """The records at `keys` in one MGET, in order; missing ones are skipped."""
+        if not keys:
+            return []
+        return [model.model_validate_json(raw) for raw in self.redis.mget(keys) if raw is not None]
+
+    def transition(self, key: str, model: type[M], change: Callable[[M], M], extra_watch: tuple[str, ...] = (),
+                   also: Callable[[redis.client.Pipeline, M, M], None] | None = None) -> M:
+        """Apply `change` to the record at `key` atomically; `also` queues more writes in the same MULTI."""
+        result: dict[str, M] = {}
+
+        def attempt(pipe: redis.client.Pipeline) -> None:
+            current = self.load(key, model, pipe)
+            updated = change(current)
+            pipe.multi()
+            pipe.set(key, updated.model_dump_json())
+            if also is not None:
+                also(pipe, current, updated)
+            result["value"] = updated
+
+        self.redis.transaction(attempt, key, *extra_watch)
+        return result["value"]

@@ -1,0 +1,43 @@
+"""Cadre's state in Redis, as one object made of parts: runs, cycles, nodes, items, events, usage."""
+
+from __future__ import annotations
+
+import redis
+
+from orchestrator.state.events import EventLog, UsageCounters
+from orchestrator.state.items import ItemRecords
+from orchestrator.state.nodes import NodeRecords
+from orchestrator.state.records import JsonRecords, connect
+from orchestrator.state.runs import CycleRecords, RunRecords
+
+
+class Store:
+    """Typed access to Cadre's records in one Redis database: `store.items.claim(...)`,
+    `store.runs.get(...)`, `store.events.emit(...)`. `store.redis` is the client they share."""
+
+    def __init__(self, client: redis.Redis):
+        self.redis = client
+        records = JsonRecords(client)
+        self.events = EventLog(client)
+        self.usage = UsageCounters(client)
+        self.runs = RunRecords(records, self.events)
+        self.cycles = CycleRecords(records)
+        self.nodes = NodeRecords(records)
+        self.items = ItemRecords(records, self.nodes)
+
+
+_store: Store | None = None
+
+
+def get_store(patient: bool = True) -> Store:
+    """The process-wide store on `CADRE_REDIS_URL` (connected and pinged on first use).
+
+    Long-running processes get a patient client (see `connect`); the CLI asks for an impatient one
+    so that an unreachable Redis is reported at once.
+    """
+    global _store
+    if _store is None:
+        from orchestrator.config.settings import get_settings
+
+        _store = Store(connect(get_settings().redis_url, patient=patient))
+    return _store
