@@ -63,7 +63,7 @@ def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> Verd
     handoffs = [handoff_view(i) for i in items]
     cache = prepare_cache(settings.data_dir, run.repo)
     with worktree_slot(cache, "judge", f"refs/remotes/origin/{run.branch}") as head:
-        check = check_branch_head(store, settings, run.id, number, head, "judge")
+        check = check_branch_head(store, settings, run, number, head, "judge")
         verdict_tool = Tool("verdict", "Give the verdict on the cycle: is the goal met?", VERDICT_PARAMETERS,
                             lambda _a: "verdict recorded", terminal=True)
         tools = WorkspaceTools(head, settings.command_timeout_seconds).explore_tools() + [verdict_tool]

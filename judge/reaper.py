@@ -26,6 +26,6 @@ def reap_lapsed_attempts(store: Store, settings: CadreSettings) -> list[str]:
         if item.status is not ItemStatus.RUNNING:
             continue
         log.warning("item %s attempt %s: lease lapsed, worker presumed lost", item.id, item.attempt)
-        requeue_or_fail(store, item, "worker lost (lease lapsed)", settings.max_attempts)
+        requeue_or_fail(store, item, "worker lost (lease lapsed)", settings.max_attempts, outcome="lost")
         acted.append(item_id)
     return acted

@@ -41,7 +41,7 @@ def tick(store: Store, settings: CadreSettings) -> None:
             node_maybe_settled(store, node.id)
         if store.nodes.get(cycle.root_node_id).status in SETTLED_NODE_STATUSES:
             close_cycle(store, run_id, run.cycle)
-        elif settings.check_command:
+        elif run.check_command:
             check_moved_head(store, settings, run)
 
 
@@ -56,4 +56,4 @@ def check_moved_head(store: Store, settings: CadreSettings, run: Run) -> None:
     if head == last_checked_head(store, run.id):
         return
     with worktree_slot(cache, "judge", head) as worktree:
-        check_branch_head(store, settings, run.id, run.cycle, worktree, "tick")
+        check_branch_head(store, settings, run, run.cycle, worktree, "tick")

@@ -4,7 +4,7 @@
     state    records and the Redis store                       config
     git      every git command; GitPython in one module        config
     agent    agent loop, model access, tools, backends         config
-    queues   Celery app, task names, dispatch, worker signals  config
+    queues   Celery app, task names, dispatch, worker signals  config state (contracts)
     flow     runs, cycles, budgets, checks, agent accounting   config state git agent queues
     cli      the `cadre` command and its views                 all of the above
     local    demo model, scripted server, sample project, local stack (never imported by production code)

@@ -84,7 +84,7 @@ class PlannerTools:
         if refusal:
             raise ToolError(f"refused: {refusal} work items; call finish")
         self.store.events.emit(item.run_id, "item_created", item_id=item.id, node_id=self.node.id, title=title)
-        dispatch_work_item(item.id)
+        dispatch_work_item(item)
         self.created.append(item.id)
         return f"created work item {item.id}: {title}"
 
@@ -105,7 +105,7 @@ class PlannerTools:
             raise ToolError(f"refused: {refusal}; create work items with create_task instead")
         self.store.events.emit(child.run_id, "node_created", node_id=child.id, parent_id=self.node.id, area=area,
                         depth=child.depth)
-        dispatch_planner(child.id)
+        dispatch_planner(child)
         self.created.append(child.id)
         return f"spawned sub-planner {child.id} for {area}"
 

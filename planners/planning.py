@@ -92,7 +92,7 @@ def _variables(store: Store, settings: CadreSettings, run: Run, node: PlannerNod
     work = work_so_far(store, run)
     check_failure = ""
     if node.round > 1:
-        check = check_branch_head(store, settings, run.id, node.cycle, snapshot, f"wake-up of {node.id}")
+        check = check_branch_head(store, settings, run, node.cycle, snapshot, f"wake-up of {node.id}")
         check_failure = check.output if check.passed is False else ""
     return dict(goal=run.goal, branch=run.branch, cycle=node.cycle, max_cycles=run.max_cycles,
                 focus=previous_focus(store, run, node.cycle), work_so_far=work,
@@ -100,7 +100,7 @@ def _variables(store: Store, settings: CadreSettings, run: Run, node: PlannerNod
                 max_items=settings.max_tasks_per_cycle, area=node.area, brief=node.brief, depth=node.depth,
                 can_spawn=node.depth < settings.max_depth, round=node.round,
                 max_rounds=settings.max_rounds_per_node, children=children_handoffs(store, node) if node.round > 1 else [],
-                check_command=settings.check_command or "", check_failure=check_failure)
+                check_command=run.check_command or "", check_failure=check_failure)
 
 
 def _run_planner_agent(store: Store, settings: CadreSettings, run: Run, node: PlannerNode) -> str:

@@ -81,8 +81,10 @@ def cadre(tmp_path, redis_url, redis_client) -> Iterator[Callable]:
             self.env = cadre_env(redis_url, self.data_dir, model_base_url, **extra)
 
         def worker(self, role: str, concurrency: int = 1) -> CadreProcess:
-            process = CadreProcess(["worker", "--role", role, "--concurrency", str(concurrency)], self.env,
-                                   tmp_path / f"{role}-{len(started)}.log")
+            """A `cadre worker` of `role`; several of one role get their own node names (`--index`)."""
+            index = 1 + sum(p.args[:3] == ["worker", "--role", role] for p in started)
+            process = CadreProcess(["worker", "--role", role, "--concurrency", str(concurrency), "--index", str(index)],
+                                   self.env, tmp_path / f"{role}-{len(started)}.log")
             started.append(process)
             return process
 
@@ -91,9 +93,10 @@ def cadre(tmp_path, redis_url, redis_client) -> Iterator[Callable]:
             started.append(process)
             return process
 
-        def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-            return subprocess.run([sys.executable, "-m", "orchestrator.cli.main", *args], env=self.env,
-                                  capture_output=True, text=True, timeout=timeout)
+        def cli(self, *args: str, timeout: float = 120,
+                env_override: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "orchestrator.cli.main", *args],
+                                  env=self.env | (env_override or {}), capture_output=True, text=True, timeout=timeout)
 
         def logs(self) -> str:
             return "\n".join(f"== {p.args} ==\n{p.log()}" for p in started)

@@ -28,11 +28,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt ends: settle with `status`, or (status None) requeue for a new attempt."""
+    """How an attempt ends: settle with `status`, or (status None) requeue for a new attempt, as a
+    failure or, when `interrupted` (a graceful stop), without using up an attempt."""
 
     status: ItemStatus | None
     handoff: Handoff
     reason: str = ""
+    interrupted: bool = False
 
 
 HANDOFF_PARAMETERS = params(
@@ -143,7 +145,9 @@ def _stopped(settings: CadreSettings, item: WorkItem, worktree: Path, cache: Bar
     branch = rescue(worktree, cache, item.id, item.attempt, reason).rescue_branch if wip else None
     handoff = Handoff(status=HandoffStatus.RESCUED if branch else HandoffStatus.FAILED, rescue_branch=branch,
                       summary=f"stopped: {reason}" + (f"; work in progress on {branch}" if branch else ""), **measured)
-    return Outcome(None if shutdown_requested() else ItemStatus.FAILED, handoff, reason)
+    if shutdown_requested():
+        return Outcome(None, handoff, reason, interrupted=True)
+    return Outcome(ItemStatus.FAILED, handoff, reason)
 
 
 def _run_agent(store: Store, settings: CadreSettings, run: Run, item: WorkItem, worktree: Path) -> AgentResult:

@@ -24,7 +24,7 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def execute_work_item(store: Store, item_id: str) -> None:
+def execute_work_item(store: Store, item_id: str, node: str = "") -> None:
     """Claim and carry out one attempt of a work item; a delivery for an item not pending is dropped.
 
     The attempt ends settled (`done` or `failed`, with its handoff) or requeued as a new attempt
@@ -41,7 +41,7 @@ def execute_work_item(store: Store, item_id: str) -> None:
         else:
             store.events.emit(run.id, "delivery_dropped", item_id=item_id, worker=worker_identity())
         return
-    item = store.items.claim(item_id, settings.lease_seconds)
+    item = store.items.claim(item_id, settings.lease_seconds, socket.gethostname(), node, os.getpid())
     if item is None:
         store.events.emit(run.id, "delivery_dropped", item_id=item_id, worker=worker_identity())
         log.info("item %s is not pending; duplicate or stale delivery dropped", item_id)
@@ -68,7 +68,8 @@ def finish_attempt(store: Store, settings: CadreSettings, item: WorkItem, outcom
     """Settle or requeue the attempt; a stale attempt (its item taken over) changes nothing but an event."""
     handoff = outcome.handoff.model_copy(update={"seconds": seconds})
     if outcome.status is None:
-        if requeue_or_fail(store, item, outcome.reason, settings.max_attempts, handoff) == "stale":
+        if requeue_or_fail(store, item, outcome.reason, settings.max_attempts, handoff,
+                           outcome.interrupted) == "stale":
             _report_stale(store, item, handoff)
         return
     settled = store.items.settle(item.id, item.attempt, outcome.status, handoff)

@@ -9,7 +9,7 @@ from orchestrator.state.store import get_store
 from workers.execution import execute_work_item
 
 
-@app.task(name=EXECUTE_WORK_ITEM, **time_limits(get_settings(), "worker"))
-def execute_work_item_task(item_id: str) -> None:
-    """Carry out one attempt of a work item."""
-    execute_work_item(get_store(), item_id)
+@app.task(name=EXECUTE_WORK_ITEM, bind=True, **time_limits(get_settings(), "worker"))
+def execute_work_item_task(self, item_id: str) -> None:
+    """Carry out one attempt of a work item (recorded as run by this Celery node)."""
+    execute_work_item(get_store(), item_id, node=self.request.hostname or "")

@@ -14,7 +14,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import litellm  # noqa: E402
 
-from orchestrator.config.settings import CadreSettings, Role  # noqa: E402
+from orchestrator.config.settings import DEMO_MODEL_KEY, CadreSettings, Role  # noqa: E402
 
 log = logging.getLogger(__name__)
 litellm.suppress_debug_info = True
@@ -67,8 +67,10 @@ class LiteLLMModel:
     def __init__(self, settings: CadreSettings, role: Role):
         self.role = role
         self.model = settings.model_for(role)
-        self.api_base = settings.role_setting(role, "api_base")
+        self.api_base = settings.api_base_for(role)
         self.api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        if settings.uses_demo_model(role):
+            self.api_key = DEMO_MODEL_KEY  # the demo model takes no key, but the client must send one
         self.price = settings.role_setting(role, "price_per_mtok")
         self.params = settings.role_setting(role, "model_params") or {}
         self.fallbacks = settings.role_setting(role, "fallbacks") or []

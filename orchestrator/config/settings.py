@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["planner", "subplanner", "worker", "judge"]
 ROLES: tuple[Role, ...] = ("planner", "subplanner", "worker", "judge")
+
+
+# The model string roles use when they fall back to the demo model (see `demo_model_url`).
+DEMO_MODEL = "openai/cadre-demo-model"
+DEMO_MODEL_KEY = "demo-model-needs-no-key"
 
 
 class MissingModelError(ValueError):
@@ -24,7 +30,18 @@ class CadreSettings(BaseSettings):
                                       env_ignore_empty=True)
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Broker and state store. One Redis holds queues, runs, items, leases and event streams."""
+    """Broker and state store. One Redis holds queues, runs, items, leases and event streams.
+    Use `rediss://` for TLS (with the certificate files below)."""
+    redis_tls_ca_file: Path | None = None
+    """TLS (`rediss://`): the CA certificate that signed Redis' certificate (PEM file)."""
+    redis_tls_cert_file: Path | None = None
+    """TLS: this client's certificate (PEM), when Redis asks for client certificates."""
+    redis_tls_key_file: Path | None = None
+    """TLS: this client's private key (PEM), with the certificate above."""
+
+    demo_model_url: str | None = None
+    """Base URL of the deterministic demo model (an OpenAI-compatible server): every role without a
+    model of its own uses it. Set CADRE_<ROLE>_MODEL to use a real model instead."""
 
     planner_model: str | None = None
     """litellm model string for root planners, e.g. `openai/gpt-4.1` or `anthropic/claude-sonnet-4-5`."""
@@ -157,12 +174,39 @@ class CadreSettings(BaseSettings):
             value = getattr(self, f"planner_{name}")
         return value
 
+    def uses_demo_model(self, role: Role) -> bool:
+        """Whether `role` has no model of its own and falls back to the demo model."""
+        return not self.role_setting(role, "model") and bool(self.demo_model_url)
+
     def model_for(self, role: Role) -> str:
         """The model string for `role`; raises MissingModelError with a one-line message if unset."""
+        if self.uses_demo_model(role):
+            return DEMO_MODEL
         model = self.role_setting(role, "model")
         if not model:
-            raise MissingModelError(f"no model configured for role {role}: set CADRE_{role.upper()}_MODEL")
+            raise MissingModelError(f"no model configured for role {role}: set CADRE_{role.upper()}_MODEL "
+                                    "(or CADRE_DEMO_MODEL_URL for the demo model)")
         return model
+
+    def api_base_for(self, role: Role) -> str | None:
+        """The API base for `role`'s model: its own, or the demo model's URL when it uses that."""
+        return self.demo_model_url if self.uses_demo_model(role) else self.role_setting(role, "api_base")
+
+    def redis_ssl_options(self) -> dict:
+        """redis-py's TLS keywords for a `rediss://` URL (certificate verified), else {}."""
+        if not self.redis_url.startswith("rediss://"):
+            return {}
+        options: dict = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        for key, path in (("ssl_ca_certs", self.redis_tls_ca_file), ("ssl_certfile", self.redis_tls_cert_file),
+                          ("ssl_keyfile", self.redis_tls_key_file)):
+            if path is not None:
+                options[key] = str(path)
+        return options
+
+    @property
+    def beat_loop_seconds(self) -> float:
+        """The longest beat sleeps between two rounds of its loop (each round touches its heartbeat)."""
+        return min(self.tick_seconds, 30.0)
 
     @property
     def visibility_timeout_seconds(self) -> int:

@@ -16,7 +16,7 @@ from orchestrator.agent.loop import truncate
 from orchestrator.config.settings import CadreSettings
 from orchestrator.git.repo import head_sha
 from orchestrator.state.keys import Keys
-from orchestrator.state.models import now
+from orchestrator.state.models import Run, now
 from orchestrator.state.store import Store
 
 HISTORY_LIMIT = 200
@@ -46,18 +46,18 @@ def run_check(command: str | None, worktree: Path, timeout: float, output_limit:
                        head=head_sha(worktree))
 
 
-def check_branch_head(store: Store, settings: CadreSettings, run_id: str, cycle: int, worktree: Path,
+def check_branch_head(store: Store, settings: CadreSettings, run: Run, cycle: int, worktree: Path,
                       trigger: str) -> CheckResult:
-    """Run the configured check on the head checked out in `worktree` and record it in the run's history."""
-    result = run_check(settings.check_command, worktree, settings.check_timeout_seconds, settings.tool_output_chars)
+    """Run the run's check command on the head checked out in `worktree` and record it in the run's history."""
+    result = run_check(run.check_command, worktree, settings.check_timeout_seconds, settings.tool_output_chars)
     if result.command is None:
         return result
     result = CheckResult(**asdict(result) | {"cycle": cycle, "trigger": trigger})
     pipe = store.redis.pipeline(transaction=True)
-    pipe.rpush(Keys.checks(run_id), json.dumps(asdict(result)))
-    pipe.ltrim(Keys.checks(run_id), -HISTORY_LIMIT, -1)
+    pipe.rpush(Keys.checks(run.id), json.dumps(asdict(result)))
+    pipe.ltrim(Keys.checks(run.id), -HISTORY_LIMIT, -1)
     pipe.execute()
-    store.events.emit(run_id, "check", cycle=cycle, trigger=trigger, head=result.head, passed=result.passed)
+    store.events.emit(run.id, "check", cycle=cycle, trigger=trigger, head=result.head, passed=result.passed)
     return result
 
 

@@ -14,6 +14,8 @@ from orchestrator.state.models import Cycle, Handoff, HandoffStatus, ItemStatus,
 from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
+# Graceful stops of one item before it settles `failed` anyway (a stop loop is a fault too).
+MAX_INTERRUPTIONS = 20
 
 
 def new_cycle(run_id: str, number: int) -> tuple[Cycle, PlannerNode]:
@@ -30,27 +32,35 @@ def item_settled(store: Store, item: WorkItem) -> None:
 
 
 def requeue_or_fail(store: Store, item: WorkItem, reason: str, max_attempts: int,
-                    handoff: Handoff | None = None) -> str:
-    """Give a running attempt's item to a new attempt at once, or settle it `failed` past `max_attempts`.
+                    handoff: Handoff | None = None, interrupted: bool = False, outcome: str = "") -> str:
+    """Give a running attempt's item to a new attempt at once, or settle it `failed`.
 
-    Returns "requeued", "failed", or "stale" when `item.attempt` no longer runs (someone else acted).
+    A failed attempt (crash, error, lost worker) counts towards `max_attempts`; an `interrupted` one
+    (a graceful stop) does not, up to MAX_INTERRUPTIONS, so rolling restarts never fail work while a
+    crash loop stays bounded. Returns "requeued", "failed", or "stale" when `item.attempt` no longer
+    runs (someone else acted).
     """
     run_over = store.runs.get(item.run_id).status.value != "running"
-    if item.attempt >= max_attempts or run_over:
+    failures = item.failures + (not interrupted)
+    gave_up = failures >= max_attempts or item.interruptions + interrupted > MAX_INTERRUPTIONS
+    if gave_up or run_over:
         if run_over:
             reason = f"run ended; {reason}"
+        else:
+            reason = (f"gave up after {item.attempt} attempts ({failures} failed, "
+                      f"{item.interruptions + interrupted} interrupted); last: {reason}")
         failed = (handoff or Handoff(status=HandoffStatus.FAILED, attempt=item.attempt)).model_copy(
-            update={"summary": f"gave up after {item.attempt} attempts; last: {reason}" if not run_over else reason})
-        settled = store.items.settle(item.id, item.attempt, ItemStatus.FAILED, failed)
+            update={"summary": reason})
+        settled = store.items.settle(item.id, item.attempt, ItemStatus.FAILED, failed, outcome)
         if settled is None:
             return "stale"
         item_settled(store, settled)
         return "failed"
-    if store.items.requeue(item.id, item.attempt) is None:
+    if store.items.requeue(item.id, item.attempt, interrupted, outcome) is None:
         return "stale"
     store.events.emit(item.run_id, "item_requeued", item_id=item.id, attempt=item.attempt, reason=reason,
                rescue_branch=handoff.rescue_branch if handoff else None)
-    dispatch_work_item(item.id)
+    dispatch_work_item(item)
     log.info("item %s attempt %s requeued: %s", item.id, item.attempt, reason)
     return "requeued"
 
@@ -65,7 +75,7 @@ def node_maybe_settled(store: Store, node_id: str) -> None:
     node = store.nodes.get(node_id)
     if outcome == "woken":
         store.events.emit(node.run_id, "node_woken", node_id=node.id, round=node.round, parent_id=node.parent_id)
-        dispatch_planner(node.id)
+        dispatch_planner(node)
         return
     store.events.emit(node.run_id, "node_settled", node_id=node.id, cycle=node.cycle, status=node.status.value,
                parent_id=node.parent_id)
@@ -89,5 +99,5 @@ def start_cycle(store: Store, run_id: str, from_cycle: int) -> bool:
     if not store.runs.advance_cycle(run_id, from_cycle, cycle, root):
         return False
     store.events.emit(run_id, "cycle_started", cycle=cycle.number, root_node_id=root.id)
-    dispatch_planner(root.id)
+    dispatch_planner(root)
     return True

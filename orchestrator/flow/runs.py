@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.agent.backends import BackendUnavailable, command_template
+from orchestrator.config.secrets import redact_url
 from orchestrator.config.settings import ROLES, CadreSettings
 from orchestrator.flow.cycles import new_cycle
 from orchestrator.queues.dispatch import dispatch_planner
@@ -45,29 +46,43 @@ class Budgets:
     max_hours: float | None = None
 
 
-def start_run(store: Store, settings: CadreSettings, repo: str, goal: str, branch: str,
-              max_cycles: int | None = None, budgets: Budgets = Budgets(), backend: str | None = None) -> Run:
+@dataclass(frozen=True)
+class RunRequest:
+    """What `cadre run` asks for; None means the settings' default."""
+
+    repo: str
+    goal: str
+    branch: str = "main"
+    budgets: Budgets = Budgets()
+    max_cycles: int | None = None
+    backend: str | None = None
+    check_command: str | None = None
+
+
+def start_run(store: Store, settings: CadreSettings, request: RunRequest) -> Run:
     """Validate, store a new run with cycle 1 and its root planner, and enqueue that planner."""
-    cycles = max_cycles if max_cycles is not None else settings.max_cycles
-    backend = backend or settings.worker_backend
+    cycles = request.max_cycles if request.max_cycles is not None else settings.max_cycles
+    backend = request.backend or settings.worker_backend
     try:
         command_template(backend, settings)
     except BackendUnavailable as exc:
         raise RunRequestError(str(exc)) from None
+    budgets = request.budgets
     for name, value in (("--max-cost", budgets.max_cost_usd), ("--max-tokens", budgets.max_tokens),
                         ("--max-hours", budgets.max_hours)):
         if value is not None and value <= 0:
             raise RunRequestError(f"{name} must be greater than 0")
-    head = validate_run_request(settings, repo, goal, branch, cycles)
-    run = Run(id=new_id("run"), repo=repo, branch=branch, goal=goal.strip(), max_cycles=cycles,
-              max_cost_usd=budgets.max_cost_usd or settings.max_cost_usd,
-              max_tokens=budgets.max_tokens or settings.max_tokens,
-              max_hours=budgets.max_hours or settings.max_hours, worker_backend=backend)
+    head = validate_run_request(settings, request.repo, request.goal, request.branch, cycles)
+    run = Run(id=new_id("run"), repo=request.repo, branch=request.branch, goal=request.goal.strip(),
+              max_cycles=cycles, max_cost_usd=budgets.max_cost_usd or settings.max_cost_usd,
+              max_tokens=budgets.max_tokens or settings.max_tokens, max_hours=budgets.max_hours or settings.max_hours,
+              worker_backend=backend, check_command=(request.check_command or settings.check_command or None))
     cycle, root = new_cycle(run.id, 1)
     store.runs.create(run, cycle, root)
-    store.events.emit(run.id, "run_created", repo=repo, branch=branch, head=head, max_cycles=cycles)
+    store.events.emit(run.id, "run_created", repo=redact_url(run.repo), branch=run.branch, head=head,
+                      max_cycles=cycles)
     store.events.emit(run.id, "cycle_started", cycle=1, root_node_id=root.id)
-    dispatch_planner(root.id)
+    dispatch_planner(root)
     return run
 
 
@@ -127,6 +142,8 @@ def run_status(store: Store, run_id: str) -> dict:
                 "id": item.id, "title": item.title, "status": item.status.value, "cycle": item.cycle,
                 "attempt": item.attempt, "commit": item.handoff.commit if item.handoff else None,
                 "handoff": item.handoff.status.value if item.handoff else None,
+                "attempts": [{"number": a.number, "host": a.host, "node": a.node, "pid": a.pid, "start": a.started_at,
+                              "end": a.ended_at, "outcome": a.outcome} for a in item.attempts],
             }
             for item in items
         ],

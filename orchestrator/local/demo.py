@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.live import Live
 
 from orchestrator.cli.watch_view import watch_view
-from orchestrator.config.settings import ROLES, get_settings
+from orchestrator.config.settings import get_settings
 from orchestrator.flow.runs import run_status
 from orchestrator.local.processes import RedisServer, free_port
 from orchestrator.local.sample_project import CHECK_COMMAND, GOAL, create_sample_repo, suite_passes
@@ -25,7 +25,6 @@ from orchestrator.local.up import LocalStack, stack_environment
 from orchestrator.state.records import connect
 from orchestrator.state.store import Store
 
-DEMO_MODEL = "openai/cadre-demo-model"
 TERMINAL = {"done", "max_cycles", "stopped", "failed", "budget_exhausted"}
 
 
@@ -52,17 +51,15 @@ def run_demo(console: Console, timeout: float) -> int:
         from orchestrator.local.scripted_model import ScriptedModelServer
 
         model_server = ScriptedModelServer(policy).start()
-        for role in ROLES:
-            env[f"CADRE_{role.upper()}_MODEL"] = DEMO_MODEL
-            env[f"CADRE_{role.upper()}_API_BASE"] = model_server.base_url
-        env["CADRE_API_KEY"] = "demo-model-needs-no-key"
+        env["CADRE_DEMO_MODEL_URL"] = model_server.base_url
         console.print("[bold yellow]Deterministic demo model[/]: a scripted stand-in for an LLM, no API key, "
                       "no cost. Set CADRE_PLANNER_MODEL, CADRE_WORKER_MODEL and CADRE_JUDGE_MODEL to use real ones.")
     flower_port = free_port()
-    stack = LocalStack(env, data_dir, workers=2, flower_port=flower_port).start()
+    stack = LocalStack(env, data_dir, workers=2, flower_port=flower_port)
     flower = f"http://127.0.0.1:{flower_port}"
-    console.print(f"Sample project: {repo} (tests fail). Local stack up; Flower at {flower}")
     try:
+        stack.start()
+        console.print(f"Sample project: {repo} (tests fail). Local stack up; Flower at {flower}")
         run_id = _start_run(env, repo)
         status = _watch(console, Store(connect(redis_server.url)), run_id, timeout)
         passed, output = suite_passes(repo)

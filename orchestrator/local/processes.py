@@ -27,19 +27,33 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A private redis-server (AOF on, `noeviction`) on a free or given port, its data in `workdir`."""
+    """A private redis-server (AOF on, `noeviction`) on a free or given port, its data in `workdir`.
 
-    def __init__(self, workdir: Path, appendonly: bool = True, port: int | None = None, password: str | None = None):
+    With `tls_dir` (holding ca.crt, redis.crt and redis.key, as `scripts/make-redis-certs` writes
+    them) it speaks TLS only, and `url` is a `rediss://` URL.
+    """
+
+    def __init__(self, workdir: Path, appendonly: bool = True, port: int | None = None, password: str | None = None,
+                 tls_dir: Path | None = None, extra_args: list[str] | None = None):
         self.workdir = workdir
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
+        self.tls_dir = tls_dir
+        self.extra_args = extra_args or []
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls_dir else 'redis'}://{auth}127.0.0.1:{self.port}/0"
+
+    def _listen_args(self) -> list[str]:
+        if self.tls_dir is None:
+            return ["--port", str(self.port)]
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls_dir / "redis.crt"),
+                "--tls-key-file", str(self.tls_dir / "redis.key"), "--tls-ca-cert-file", str(self.tls_dir / "ca.crt"),
+                "--tls-auth-clients", "optional"]
 
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
@@ -47,12 +61,13 @@ class RedisServer:
             raise RuntimeError(REDIS_HINT)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+            [binary, *self._listen_args(), "--bind", "127.0.0.1", "--dir", str(self.workdir),
              "--appendonly", "yes" if self.appendonly else "no", "--save", "", "--maxmemory-policy", "noeviction",
-             *(["--requirepass", self.password] if self.password else [])],
+             *(["--requirepass", self.password] if self.password else []), *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
-        client = redis.Redis.from_url(self.url)
+        tls = {"ssl_ca_certs": str(self.tls_dir / "ca.crt")} if self.tls_dir else {}
+        client = redis.Redis.from_url(self.url, **tls)
         deadline = time.monotonic() + 10
         while True:
             try:

@@ -296,18 +296,31 @@ def load_policy(spec: str) -> Policy:
     return obj
 
 
+def _delayed(policy: Callable, seconds: float) -> Callable:
+    """`policy`, answering each request only after `seconds`."""
+    def slow(request: dict):
+        time.sleep(seconds)
+        return policy(request)
+
+    return slow
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve a policy until SIGTERM/SIGINT; the base URL is printed alone on stdout's first line."""
     parser = argparse.ArgumentParser(prog="python -m orchestrator.local.scripted_model", description=__doc__.splitlines()[0])
     parser.add_argument("--policy", required=True, help="package.module:function returning ScriptedReply/ScriptedError")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before every reply (a slow model)")
     args = parser.parse_args(argv)
+    policy = load_policy(args.policy)
+    if args.delay > 0:
+        policy = _delayed(policy, args.delay)
 
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    with ScriptedModelServer(load_policy(args.policy), host=args.host, port=args.port) as server:
+    with ScriptedModelServer(policy, host=args.host, port=args.port) as server:
         print(server.base_url, flush=True)
         while not done.wait(0.5):
             pass

@@ -7,8 +7,9 @@ and Flower, each in its own process group with its log under `<data dir>/logs/`.
 from __future__ import annotations
 
 import os
+import signal
 import sys
-import time
+import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,6 +20,9 @@ from orchestrator.local.processes import CadreProcess, RedisServer
 from orchestrator.state.records import StoreUnavailable
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# Flower forgets a worker node this long after it went offline (restarts come back under the same name).
+FLOWER_PURGE_OFFLINE_SECONDS = 600
 
 
 def ensure_redis(url: str, data_dir: Path) -> RedisServer | None:
@@ -43,35 +47,39 @@ class LocalStack:
     def __init__(self, env: dict[str, str], data_dir: Path, workers: int = 2, flower_port: int | None = 5555):
         self.env, self.data_dir, self.workers, self.flower_port = env, data_dir, workers, flower_port
         self.redis: RedisServer | None = None
-        self.processes: list[CadreProcess] = []
+        self.processes: dict[str, CadreProcess] = {}
 
     def start(self) -> LocalStack:
-        """Start Redis if needed, then every role; returns self."""
+        """Start Redis if needed, then every role; returns self. What started is stopped by `stop()`."""
         self.redis = ensure_redis(self.env["CADRE_REDIS_URL"], self.data_dir)
         logs = self.data_dir / "logs"
         for name, args in (("planner", ["worker", "--role", "planner", "--concurrency", "2"]),
                            ("worker", ["worker", "--role", "worker", "--concurrency", str(self.workers)]),
                            ("judge", ["worker", "--role", "judge"]), ("beat", ["beat"])):
-            self.processes.append(CadreProcess(args, self.env, logs / f"{name}.log"))
+            self.processes[name] = CadreProcess(args, self.env, logs / f"{name}.log")
         if self.flower_port:
             flower = ["--app", "orchestrator.queues.app:app", "flower", f"--port={self.flower_port}",
-                      "--address=127.0.0.1", "--persistent=True", f"--db={self.data_dir / 'flower.db'}"]
+                      "--address=127.0.0.1", "--persistent=True", f"--db={self.data_dir / 'flower.db'}",
+                      f"--purge_offline_workers={FLOWER_PURGE_OFFLINE_SECONDS}"]
             if self.env.get("FLOWER_BASIC_AUTH"):
                 flower.append(f"--basic-auth={self.env['FLOWER_BASIC_AUTH']}")
-            self.processes.append(CadreProcess(flower, self.env, logs / "flower.log",
-                                               program=[sys.executable, "-m", "celery"]))
+            self.processes["flower"] = CadreProcess(flower, self.env, logs / "flower.log",
+                                                    program=[sys.executable, "-m", "celery"])
         return self
 
     def failed(self) -> list[str]:
-        """Names of processes that have exited."""
-        return [" ".join(p.args[:3]) for p in self.processes if p.process.poll() is not None]
+        """Names of the stack's processes (Redis included, if the stack started it) that have exited."""
+        dead = [name for name, p in self.processes.items() if p.process.poll() is not None]
+        if self.redis is not None and self.redis.process is not None and self.redis.process.poll() is not None:
+            dead.append("redis-server")
+        return dead
 
     def stop(self) -> None:
         """SIGTERM every process group (workers rescue and requeue their items), then Redis; nothing is left."""
-        for process in self.processes:
+        for process in self.processes.values():
             if process.process.poll() is None:
-                os.killpg(process.process.pid, 15)
-        for process in self.processes:
+                os.killpg(process.process.pid, signal.SIGTERM)
+        for process in self.processes.values():
             process.stop(timeout=60)
         if self.redis is not None:
             self.redis.stop()
@@ -82,15 +90,32 @@ def stack_environment(data_dir: Path) -> dict[str, str]:
     return {**os.environ, "CADRE_DATA_DIR": str(data_dir), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 
 
-def serve_until_interrupted(stack: LocalStack, announce) -> None:
-    """Block until Ctrl-C (or a process dies), then stop the whole stack."""
+def serve(stack: LocalStack, announce) -> int:
+    """Start the stack and keep it up until SIGTERM, SIGINT or SIGHUP (0), or until one of its processes
+    dies (1, naming it); then stop all of it.
+
+    The handlers are installed first and explicitly, so a stop request during start-up still cleans
+    up, and SIGINT works even when this process was started with SIGINT ignored (a background job).
+    """
+    stop = threading.Event()
+    received: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, on_signal)
     try:
-        while True:
+        stack.start()
+        announce(f"Cadre is up: {stack.workers} workers, logs in {stack.data_dir / 'logs'}"
+                 + (f", Flower at http://127.0.0.1:{stack.flower_port}" if stack.flower_port else "")
+                 + ". Ctrl-C stops it.")
+        while not stop.wait(1):
             if dead := stack.failed():
-                announce(f"stopping: {', '.join(dead)} exited (see {stack.data_dir / 'logs'})")
-                break
-            time.sleep(1)
-    except KeyboardInterrupt:
-        announce("stopping (Ctrl-C): workers push their work to rescue branches and requeue it")
+                announce(f"stopping everything: {', '.join(dead)} exited (see {stack.data_dir / 'logs'})")
+                return 1
+        announce(f"stopping everything ({received[0]}): workers push their work to rescue branches and requeue it")
+        return 0
     finally:
         stack.stop()

@@ -41,9 +41,12 @@ def make_celery(settings: CadreSettings) -> Celery:
         task_ignore_result=True, result_expires=24 * 3600,
         result_backend_always_retry=True, result_backend_max_retries=30,
         worker_send_task_events=True, task_send_sent_event=True, task_track_started=True,
+        beat_max_loop_interval=settings.beat_loop_seconds,
         beat_schedule={"cadre-tick": {"task": TICK, "schedule": settings.tick_seconds, "options": {"queue": "judge"}}},
         timezone="UTC",
     )
+    if tls := settings.redis_ssl_options():
+        app.conf.update(broker_use_ssl=tls, redis_backend_use_ssl=tls)
     return app
 
 

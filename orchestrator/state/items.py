@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from orchestrator.state.keys import Keys
-from orchestrator.state.models import SETTLED_ITEM_STATUSES, Handoff, ItemStatus, WorkItem, now
+from orchestrator.state.models import SETTLED_ITEM_STATUSES, Attempt, Handoff, ItemStatus, WorkItem, now
 from orchestrator.state.nodes import NodeRecords
 from orchestrator.state.records import JsonRecords, TransitionRefused, UnknownRecord
+
+
+def _ended(attempts: list[Attempt], outcome: str) -> list[Attempt]:
+    """`attempts` with the running (last) one ended now with `outcome`."""
+    if not attempts or attempts[-1].ended_at is not None:
+        return attempts
+    return [*attempts[:-1], attempts[-1].model_copy(update={"ended_at": now(), "outcome": outcome})]
 
 
 class ItemRecords:
@@ -36,13 +43,17 @@ class ItemRecords:
         """Ids of every item of the run (all cycles), in creation order."""
         return list(self.redis.lrange(Keys.run_items(run_id), 0, -1))
 
-    def claim(self, item_id: str, lease_seconds: int) -> WorkItem | None:
-        """Take a pending item: `running`, next attempt number, lease set. None if not pending."""
+    def claim(self, item_id: str, lease_seconds: int, host: str = "", node: str = "", pid: int = 0) -> WorkItem | None:
+        """Take a pending item: `running`, next attempt number (recorded with who runs it), lease set.
+
+        None if the item is not pending (a duplicate or late delivery).
+        """
         def change(item: WorkItem) -> WorkItem:
             if item.status is not ItemStatus.PENDING:
                 raise TransitionRefused(f"item {item_id} is {item.status}")
-            return item.model_copy(update={"status": ItemStatus.RUNNING, "attempt": item.attempt + 1,
-                                           "started_at": now()})
+            attempt = Attempt(number=item.attempt + 1, host=host, node=node, pid=pid)
+            return item.model_copy(update={"status": ItemStatus.RUNNING, "attempt": attempt.number,
+                                           "started_at": attempt.started_at, "attempts": [*item.attempts, attempt]})
 
         def also(pipe, _old, new: WorkItem) -> None:
             pipe.set(Keys.lease(item_id), new.attempt, ex=lease_seconds)
@@ -58,7 +69,8 @@ class ItemRecords:
             return False
         return bool(self.redis.set(key, attempt, ex=lease_seconds, xx=True))
 
-    def settle(self, item_id: str, attempt: int, status: ItemStatus, handoff: Handoff) -> WorkItem | None:
+    def settle(self, item_id: str, attempt: int, status: ItemStatus, handoff: Handoff,
+               outcome: str = "") -> WorkItem | None:
         """Settle a running attempt with its handoff and drop it from its node's pending set, atomically.
 
         None if the item is not running `attempt` (already settled or taken over): nothing is written.
@@ -68,7 +80,8 @@ class ItemRecords:
         def change(item: WorkItem) -> WorkItem:
             if item.status is not ItemStatus.RUNNING or item.attempt != attempt:
                 raise TransitionRefused(f"item {item_id} is {item.status} at attempt {item.attempt}")
-            return item.model_copy(update={"status": status, "handoff": handoff, "settled_at": now()})
+            return item.model_copy(update={"status": status, "handoff": handoff, "settled_at": now(),
+                                           "attempts": _ended(item.attempts, outcome or handoff.status.value)})
 
         def also(pipe, _old, new: WorkItem) -> None:
             pipe.srem(Keys.node_pending(new.node_id), item_id)
@@ -89,12 +102,19 @@ class ItemRecords:
 
         return self.records.transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
 
-    def requeue(self, item_id: str, attempt: int) -> WorkItem | None:
-        """Put running `attempt` back to pending (its worker was lost or stopped); None if not running it."""
+    def requeue(self, item_id: str, attempt: int, interrupted: bool = False, outcome: str = "") -> WorkItem | None:
+        """Put running `attempt` back to pending; None if not running it.
+
+        The attempt counts as a failure (a crash, an error, a lost worker) unless it was `interrupted`
+        (a graceful stop: SIGTERM, a rolling restart, a scale-in), which is counted apart.
+        """
         def change(item: WorkItem) -> WorkItem:
             if item.status is not ItemStatus.RUNNING or item.attempt != attempt:
                 raise TransitionRefused(f"item {item_id} is {item.status} at attempt {item.attempt}")
-            return item.model_copy(update={"status": ItemStatus.PENDING})
+            counter = "interruptions" if interrupted else "failures"
+            ended = _ended(item.attempts, outcome or ("interrupted" if interrupted else "error"))
+            return item.model_copy(update={"status": ItemStatus.PENDING, counter: getattr(item, counter) + 1,
+                                           "attempts": ended})
 
         def also(pipe, _old, _new) -> None:
             pipe.srem(Keys.running_items(), item_id)

@@ -81,6 +81,7 @@ class Run(Contract):
     max_tokens: int | None = None
     max_hours: float | None = None
     worker_backend: str = "builtin"
+    check_command: str | None = None
     created_at: float = Field(default_factory=now)
     ended_at: float | None = None
     reason: str = ""
@@ -123,6 +124,22 @@ class PlannerNode(Contract):
     started_at: float | None = None
 
 
+class Attempt(Contract):
+    """One execution of a work item: who ran it (host, Celery node, pid), when, and how it ended.
+
+    `outcome` is the handoff's status (landed, no_change, rescued, failed), or `interrupted` (a
+    graceful stop), `lost` (its lease lapsed: the worker died) or `error`; None while it runs.
+    """
+
+    number: int
+    host: str
+    node: str = ""
+    pid: int = 0
+    started_at: float = Field(default_factory=now)
+    ended_at: float | None = None
+    outcome: str | None = None
+
+
 class Handoff(Contract):
     status: HandoffStatus
     summary: str = ""
@@ -156,6 +173,9 @@ class WorkItem(Contract):
     round: int = 1
     status: ItemStatus = ItemStatus.PENDING
     attempt: int = 0
+    failures: int = 0
+    interruptions: int = 0
+    attempts: list[Attempt] = Field(default_factory=list)
     created_at: float = Field(default_factory=now)
     started_at: float | None = None
     settled_at: float | None = None

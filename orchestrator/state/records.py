@@ -38,13 +38,15 @@ class UnknownRecord(KeyError):
         return str(self.args[0]) if self.args else "unknown record"
 
 
-def connect(url: str, patient: bool = False) -> redis.Redis:
+def connect(url: str, patient: bool = False, tls: dict | None = None) -> redis.Redis:
     """A Redis client for `url` that has answered a PING; StoreUnavailable (one line) otherwise.
 
     A `patient` client (for long-running processes) retries every command through connection
-    errors for about two minutes, so a Redis restart pauses Cadre instead of failing it.
+    errors for about two minutes, so a Redis restart pauses Cadre instead of failing it. `tls`
+    holds redis-py's certificate options for a `rediss://` URL (`CadreSettings.redis_ssl_options`).
     """
-    options: dict = dict(decode_responses=True, socket_connect_timeout=3, socket_timeout=30, health_check_interval=30)
+    options: dict = dict(decode_responses=True, socket_connect_timeout=3, socket_timeout=30, health_check_interval=30,
+                         **(tls or {}))
     try:
         redis.Redis.from_url(url, **options).ping()
     except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:

@@ -39,5 +39,6 @@ def get_store(patient: bool = True) -> Store:
     if _store is None:
         from orchestrator.config.settings import get_settings
 
-        _store = Store(connect(get_settings().redis_url, patient=patient))
+        settings = get_settings()
+        _store = Store(connect(settings.redis_url, patient=patient, tls=settings.redis_ssl_options()))
     return _store

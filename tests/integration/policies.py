@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 
 from orchestrator.local.scripted_model import ScriptedReply, call, reply
 
@@ -111,20 +112,29 @@ def keep_both_sides_on_conflict(base):
 
 
 class Gate:
-    """Wrap a policy: every worker's first model request waits until `open()` (or 120 s)."""
+    """Wrap a policy: every worker's first model request waits until `open()`, or until `release_one()`
+    lets that one request through (or 120 s)."""
 
     def __init__(self, base):
         self.base = base
         self.opened = threading.Event()
+        self.passes = threading.Semaphore(0)
         self.waiting = 0
         self.lock = threading.Lock()
 
     def open(self) -> None:
         self.opened.set()
 
+    def release_one(self) -> None:
+        self.passes.release()
+
     def __call__(self, request: dict) -> ScriptedReply:
-        if "write_file" in tool_names(request) and not tool_results(request) and "Files in conflict" not in prompt(request):
+        first_request = not tool_results(request) and "Files in conflict" not in prompt(request)
+        if "write_file" in tool_names(request) and first_request:
             with self.lock:
                 self.waiting += 1
-            self.opened.wait(120)
+            deadline = time.monotonic() + 120
+            while not self.opened.is_set() and time.monotonic() < deadline:
+                if self.passes.acquire(timeout=0.1):
+                    break
         return self.base(request)

@@ -101,6 +101,7 @@ def test_sigkilled_worker_group_lands_exactly_once_elsewhere(cadre, remote, stor
     [item_id] = store.items.ids_of_run(run.run_id)
     item = store.items.get(item_id)
     assert item.attempt == 2 and item.handoff.commit
+    assert [a.outcome for a in item.attempts] == ["lost", "landed"]
     assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
     assert item.settled_at - killed_at < 120
 
@@ -159,6 +160,30 @@ def test_sigterm_requeues_at_once_and_the_item_lands(cadre, remote, store):
     assert item.attempt == 2 and commits_with_trailer(remote, item_id) == [item.handoff.commit]
 
 
+def test_graceful_stops_do_not_use_up_attempts(cadre, remote, store):
+    """Three rolling restarts during one item (with only two attempts allowed for failures): it still lands."""
+    with gated_run(cadre, remote, store, "write h.txt: restarted", workers=4, beat=False,
+                   CADRE_LEASE_SECONDS="300", CADRE_MAX_ATTEMPTS="2") as run:
+        for attempt in (1, 2, 3):
+            claim = wait_until(lambda a=attempt: run.gate.waiting >= a and claim_of(store, run.run_id, a), 60,
+                               f"attempt {attempt} not claimed\n{run.stack.logs()}")
+            os.kill(process_running(run.workers, claim).process.pid, signal.SIGTERM)
+            time.sleep(0.5)
+            run.gate.release_one()  # the stopping agent gets its reply, then stops at its next step
+        wait_until(lambda: claim_of(store, run.run_id, 4), 60, f"attempt 4 not claimed\n{run.stack.logs()}")
+        run.gate.open()
+        wait_done(store, run.run_id, run.stack)
+    [item_id] = store.items.ids_of_run(run.run_id)
+    item = store.items.get(item_id)
+    assert item.attempt == 4 and item.handoff.commit
+    assert [a.outcome for a in item.attempts] == ["interrupted"] * 3 + ["landed"]
+    assert all(a.host and a.node.startswith("worker-") and a.ended_at for a in item.attempts)
+    assert len({a.node for a in item.attempts}) == 4, "each stopped worker handed the item to another"
+    assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
+    requeued = [e for e in store.events.read(run.run_id) if e.type == "item_requeued"]
+    assert len(requeued) == 3
+
+
 def test_run_survives_a_redis_restart(cadre, remote, tmp_path):
     redis_server = RedisServer(tmp_path / "own-redis").start()
     try:
@@ -210,6 +235,6 @@ def test_attempts_are_bounded_and_the_parent_still_settles(cadre, remote, store)
         wait_done(store, run.run_id, run.stack)
     [item_id] = store.items.ids_of_run(run.run_id)
     item = store.items.get(item_id)
-    assert item.status.value == "failed" and "gave up after 1 attempts" in item.handoff.summary
+    assert item.status.value == "failed" and "gave up after 1 attempts (1 failed, 0 interrupted)" in item.handoff.summary
     assert "worker lost" in item.handoff.summary
 

@@ -19,7 +19,7 @@ ALLOWED = {
     "state": {"config"},
     "git": {"config"},
     "agent": {"config"},
-    "queues": {"config"},
+    "queues": {"config", "state"},
     "flow": {"config", "state", "git", "agent", "queues"},
     "cli": {"config", "state", "git", "agent", "queues", "flow"},
     "local": {"config", "state", "git", "agent", "queues", "flow", "cli"},

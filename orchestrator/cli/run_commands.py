@@ -1,0 +1,150 @@
+"""`cadre run`, `status`, `watch`, `stop`, `report` and `trace`: starting runs and looking at them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.cli.common import cli, err, fail, guarded, open_store
+from orchestrator.config.settings import get_settings
+
+POLL_SECONDS = 0.5
+
+
+@cli.command()
+def run(
+    repo: str = typer.Option(..., help="URL or path of the git repository (the remote workers push to)."),
+    goal: str = typer.Option(..., help="What the agents should achieve."),
+    branch: str = typer.Option("main", help="Branch to work on."),
+    max_cycles: int = typer.Option(None, help="Cycles before the run ends max_cycles (default CADRE_MAX_CYCLES)."),
+    max_cost: float = typer.Option(None, help="Cost budget in USD (default CADRE_MAX_COST_USD)."),
+    max_tokens: int = typer.Option(None, help="Token budget (default CADRE_MAX_TOKENS)."),
+    max_hours: float = typer.Option(None, help="Wall-time budget in hours (default CADRE_MAX_HOURS)."),
+    backend: str = typer.Option(None, help="Worker agent: builtin, claude-code, codex, aider, mini-swe-agent, command."),
+    check: str = typer.Option(None, help="Command that must pass on the branch before the judge may say done "
+                                         "(default CADRE_CHECK_COMMAND), e.g. 'pytest -q'."),
+    wait: bool = typer.Option(False, "--wait", help="Block until the run ends; exit 0 only if it ends done."),
+) -> None:
+    """Start a run; prints its id alone on the first line."""
+    from orchestrator.flow.runs import Budgets, RunRequest, start_run
+
+    budgets = Budgets(max_cost_usd=max_cost, max_tokens=max_tokens, max_hours=max_hours)
+    request = RunRequest(repo=repo, goal=goal, branch=branch, budgets=budgets, max_cycles=max_cycles,
+                         backend=backend, check_command=check)
+    new_run = guarded(lambda: start_run(open_store(), get_settings(), request))
+    print(new_run.id, flush=True)
+    if wait:
+        raise typer.Exit(wait_for_run(new_run.id))
+
+
+def wait_for_run(run_id: str) -> int:
+    """Poll until the run ends, reporting progress on stderr; 0 if it ended done."""
+    from orchestrator.flow.runs import run_status
+    from orchestrator.state.models import TERMINAL_RUN_STATUSES
+
+    store = open_store()
+    last = ""
+    while True:
+        status = run_status(store, run_id)
+        landed = sum(1 for t in status["tasks"] if t["commit"])
+        line = (f"{run_id}: {status['status']} · cycle {status['cycle']}/{status['max_cycles']} · "
+                f"{len(status['tasks'])} items, {landed} landed · {status['tokens']} tokens · ${status['cost_usd']:.4f}")
+        if line != last:
+            err.print(line, highlight=False)
+            last = line
+        if status["status"] in {s.value for s in TERMINAL_RUN_STATUSES}:
+            return 0 if status["status"] == "done" else 1
+        time.sleep(POLL_SECONDS)
+
+
+@cli.command()
+def status(
+    run_id: str = typer.Argument(None, help="A run id; without it, the recent runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show one run (items, commits, tokens, cost) or list the recent runs."""
+    from orchestrator.flow.runs import run_status
+
+    store = guarded(open_store)
+    if run_id is None:
+        runs = [guarded(lambda i=i: run_status(store, i)) for i in store.runs.ids()]
+        if as_json:
+            print(json.dumps(runs, indent=2))
+            return
+        table = Table("run", "status", "cycle", "items", "tokens", "cost $", "goal")
+        for r in runs:
+            table.add_row(r["id"], r["status"], str(r["cycle"]), str(len(r["tasks"])), str(r["tokens"]),
+                          f"{r['cost_usd']:.4f}", r["goal"][:60])
+        Console().print(table)
+        return
+    data = guarded(lambda: run_status(store, run_id))
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    print_run(Console(), data)
+
+
+def print_run(console: Console, data: dict) -> None:
+    """A run as a tree per cycle: planner nodes, their work items with states and commits, verdicts, usage."""
+    from orchestrator.cli.watch_view import watch_view
+
+    console.print(watch_view(data), highlight=False)
+    roles = ", ".join(f"{role} {u['tokens']} tokens ${u['cost_usd']:.4f}" for role, u in data["usage_by_role"].items())
+    console.print(f"usage by role: {roles or 'none yet'}", highlight=False)
+
+
+@cli.command()
+def watch(run_id: str = typer.Argument(..., help="The run to watch.")) -> None:
+    """A live view of a run until it ends: progress per cycle, the planning tree, cost so far."""
+    from orchestrator.cli.watch_view import live_watch
+
+    store = guarded(open_store)
+    guarded(lambda: store.runs.get(run_id))
+    raise typer.Exit(live_watch(store, run_id, Console()))
+
+
+@cli.command()
+def report(
+    run_id: str = typer.Argument(..., help="The run."),
+    output: str = typer.Option(None, "--output", "-o", help="Write to this file instead of standard output."),
+) -> None:
+    """Write a Markdown report of a run: per cycle its items, landings, failures, cost, time and verdict."""
+    from orchestrator.cli.run_report import markdown_report
+    from orchestrator.flow.runs import run_status
+
+    store = guarded(open_store)
+    text = markdown_report(store, guarded(lambda: run_status(store, run_id)))
+    if output:
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
+        print(output)
+    else:
+        print(text, end="")
+
+
+@cli.command()
+def trace(item_id: str = typer.Argument(..., help="A work item id.")) -> None:
+    """Print the transcripts of a work item's agent runs (from CADRE_DATA_DIR on this machine)."""
+    from orchestrator.cli.transcript_view import print_transcript, transcripts_for
+
+    store = guarded(open_store)
+    item = guarded(lambda: store.items.get(item_id))
+    paths = transcripts_for(get_settings().data_dir, item.run_id, item_id)
+    if not paths:
+        fail(f"no transcript of {item_id} under {get_settings().data_dir}: run cadre trace where its worker ran")
+    console = Console()
+    for path in paths:
+        print_transcript(console, path)
+
+
+@cli.command()
+def stop(run_id: str = typer.Argument(..., help="The run to stop.")) -> None:
+    """Stop a run: nothing new is dispatched and running agents stop at their next step."""
+    from orchestrator.flow.runs import stop_run
+
+    stopped = guarded(lambda: stop_run(open_store(), run_id))
+    print(f"{run_id}: {'stopped' if stopped else 'had already ended'}")

@@ -1,0 +1,131 @@
+"""`cadre worker`, `beat`, `health`, `up`, `demo` and `sample-repo`: running Cadre's processes."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+import typer
+from rich.console import Console
+
+from orchestrator.cli.common import cli, err, fail, guarded, open_store
+from orchestrator.config.settings import get_settings
+
+ROLE_MODELS = {"planner": ("planner", "subplanner"), "worker": ("worker",), "judge": ("judge",)}
+
+
+@cli.command()
+def worker(
+    role: str = typer.Option(..., help="planner, worker or judge."),
+    concurrency: int = typer.Option(1, min=1, help="Processes (one agent each)."),
+    index: int = typer.Option(None, min=1, envvar="CADRE_NODE_INDEX",
+                              help="Number of this process among several of its role on one host (node role-N@host)."),
+    loglevel: str = typer.Option("INFO", help="Log level."),
+) -> None:
+    """Serve one role's queue: planner → plan, worker → work, judge → judge (and the tick)."""
+    from orchestrator.queues.names import QUEUE_BY_ROLE, TASK_MODULES_BY_ROLE
+
+    if role not in QUEUE_BY_ROLE:
+        fail(f"unknown role {role!r}: use planner, worker or judge")
+    settings = get_settings()
+    for model_role in ROLE_MODELS[role]:
+        if model_role == "worker" and settings.worker_backend != "builtin":
+            continue
+        guarded(lambda r=model_role: settings.model_for(r))
+    if role == "worker":
+        from orchestrator.agent.backends import check_backend
+
+        guarded(lambda: check_backend(settings.worker_backend, settings))
+    guarded(open_store)
+    import_module(TASK_MODULES_BY_ROLE[role])
+    import_module("orchestrator.agent.model_access")  # litellm's slow import, done once before the pool forks
+    from orchestrator.config.secrets import connect_log_scrubbing
+    from orchestrator.queues.app import app
+    from orchestrator.queues.shutdown import connect_worker_signals
+
+    connect_worker_signals()
+    connect_log_scrubbing()
+
+    from orchestrator.queues.liveness import node_name
+
+    app.worker_main(["worker", "-Q", QUEUE_BY_ROLE[role], "-c", str(concurrency), "-O", "fair",
+                     "-n", node_name(role, index), "--loglevel", loglevel])
+
+
+@cli.command()
+def beat(loglevel: str = typer.Option("INFO", help="Log level.")) -> None:
+    """The scheduler (run exactly one): the judge tick, the safety net for lost triggers."""
+    from orchestrator.config.secrets import connect_log_scrubbing
+    from orchestrator.queues.app import app
+
+    settings = get_settings()
+    guarded(open_store)
+    connect_log_scrubbing()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", "--loglevel", loglevel, "-s", str(settings.data_dir / "celerybeat-schedule"),
+               "-S", "orchestrator.queues.liveness:HeartbeatScheduler"])
+
+
+@cli.command()
+def health(
+    role: str = typer.Option(..., help="planner, worker, judge or beat: the process to check on this host."),
+    index: int = typer.Option(None, min=1, envvar="CADRE_NODE_INDEX", help="As given to cadre worker --index."),
+    timeout: float = typer.Option(10.0, help="Seconds to wait for the node's answer."),
+) -> None:
+    """Liveness of this host's own process of `role` (a container healthcheck): exit 0 alive, 1 not."""
+    from orchestrator.queues.liveness import beat_heartbeat_age, node_name
+
+    settings = get_settings()
+    if role == "beat":
+        age = beat_heartbeat_age(settings.data_dir)
+        stale_after = max(3 * settings.beat_loop_seconds, 10.0)
+        if age is None or age > stale_after:
+            fail(f"beat has not gone round its loop for {'ever' if age is None else f'{age:.0f} s'} "
+                 f"(alive means within {stale_after:.0f} s)", code=1)
+        print(f"beat alive: last loop {age:.0f} s ago")
+        return
+    from orchestrator.queues.app import app
+    from orchestrator.queues.liveness import ping_node
+
+    name = node_name(role, index)
+    if not ping_node(app, name, timeout):
+        fail(f"{name} did not answer a ping within {timeout:g} s", code=1)
+    print(f"{name} alive")
+
+
+@cli.command()
+def up(
+    workers: int = typer.Option(2, min=1, help="Worker processes (one agent each)."),
+    flower_port: int = typer.Option(5555, help="Flower's port on 127.0.0.1 (0: no Flower)."),
+) -> None:
+    """The whole stack on this machine without Docker: Redis if none answers, every role, beat, Flower."""
+    from orchestrator.local.up import LocalStack, serve, stack_environment
+
+    settings = get_settings()
+    for role in ("planner", "judge") + (("worker",) if settings.worker_backend == "builtin" else ()):
+        guarded(lambda r=role: settings.model_for(r))
+    stack = LocalStack(stack_environment(settings.data_dir), settings.data_dir, workers, flower_port or None)
+    raise typer.Exit(guarded(lambda: serve(stack, err.print)))
+
+
+@cli.command()
+def demo(timeout: int = typer.Option(600, help="Give up after this many seconds.")) -> None:
+    """One command on a fresh machine: a sample project with failing tests, made green by Cadre."""
+    from orchestrator.local.demo import run_demo
+
+    raise typer.Exit(run_demo(Console(), timeout))
+
+
+@cli.command("sample-repo")
+def sample_repo(path: str = typer.Argument(..., help="Where to create the bare repository.")) -> None:
+    """Create the demo's sample project (failing tests) as a bare repository to point a run at."""
+    from pathlib import Path
+
+    from orchestrator.local.sample_project import GOAL, create_sample_repo
+
+    try:
+        create_sample_repo(Path(path))
+    except FileExistsError:
+        err.print(f"{path} exists already; keeping it")
+        return
+    print(path)
+    err.print(f'try: cadre run --repo {path} --goal "{GOAL}" --wait')
