@@ -134,7 +134,7 @@ def lander_only(count: int, redis_url: str) -> dict:
     from workers.landing_queue import Lander, LandingRequest, pending_ref, queue_key
 
     with bench_repository(redis_url, "cadre-lander-bench-") as (remote, cache, store):
-        key = queue_key(cache.url, "main")
+        key = queue_key(cache.public_url, "main")
         with worktree_slot(cache, "prepare", "refs/remotes/origin/main") as worktree:
             base = git("rev-parse", "HEAD", cwd=worktree).strip()
             for k in range(count):

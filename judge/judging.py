@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 
 from orchestrator.agent.loop import Tool
-from orchestrator.agent.prompts import render
-from orchestrator.agent.tools import WorkspaceTools
 from orchestrator.config.settings import CadreSettings, get_settings
-from orchestrator.flow.agent_runs import run_role_agent
+from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
 from orchestrator.flow.checks import CheckResult, check_branch_head, check_history, trend
 from orchestrator.flow.cycles import start_cycle
-from orchestrator.git.workspace import prepare_cache, worktree_slot
+from orchestrator.flow.runs import repository_cache
+from orchestrator.git.workspace import worktree_slot
 from orchestrator.state.models import TERMINAL_RUN_STATUSES, CycleStatus, Run, RunStatus, Verdict
 from orchestrator.state.store import Store
 
@@ -61,17 +60,18 @@ def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> Verd
     """Run the check and the judge agent on the branch head; an unreadable verdict is "not done"."""
     items = store.items.many(store.cycles.item_ids(run.id, number))
     handoffs = [handoff_view(i) for i in items]
-    cache = prepare_cache(settings.data_dir, run.repo)
+    cache = repository_cache(store, settings, run)
     with worktree_slot(cache, "judge", f"refs/remotes/origin/{run.branch}") as head:
         check = check_branch_head(store, settings, run, number, head, "judge")
         verdict_tool = Tool("verdict", "Give the verdict on the cycle: is the goal met?", VERDICT_PARAMETERS,
                             lambda _a: "verdict recorded", terminal=True)
-        tools = WorkspaceTools(head, settings.command_timeout_seconds).explore_tools() + [verdict_tool]
+        tools = workspace_tools(settings, head).explore_tools() + [verdict_tool]
         variables = dict(goal=run.goal, branch=run.branch, cycle=number, max_cycles=run.max_cycles, items=handoffs,
                          check_command=check.command or "", check_passed=bool(check.passed),
                          check_output=check.output, check_trend=trend(check_history(store, run.id)))
+        prompts = run_prompts(settings, run, head)
         result = run_role_agent(store, "judge", run.id, f"judge-cycle-{number}",
-                                render("judge", "system", head, **variables), render("judge", "task", head, **variables),
+                                prompts.render("judge", "system", **variables), prompts.render("judge", "task", **variables),
                                 tools, scopes={"cycle": str(number)})
     return verdict_from(result.final_arguments if result.status == "finished" else None, result.status, check)
 

@@ -12,8 +12,9 @@ from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.budgets import enforce_run_budget
 from orchestrator.flow.checks import check_branch_head, last_checked_head
 from orchestrator.flow.cycles import close_cycle, node_maybe_settled
+from orchestrator.flow.runs import repository_cache
 from orchestrator.git.runner import GitError
-from orchestrator.git.workspace import prepare_cache, worktree_slot
+from orchestrator.git.workspace import worktree_slot
 from orchestrator.state.models import SETTLED_NODE_STATUSES, CycleStatus, NodeStatus, Run, now
 from orchestrator.state.store import Store
 
@@ -48,7 +49,7 @@ def tick(store: Store, settings: CadreSettings) -> None:
 def check_moved_head(store: Store, settings: CadreSettings, run: Run) -> None:
     """Run the check command on the branch head if it moved since the last check."""
     try:
-        cache = prepare_cache(settings.data_dir, run.repo)
+        cache = repository_cache(store, settings, run)
         head = cache.head(run.branch)
     except GitError as exc:
         log.warning("run %s: cannot read the branch head for the check: %s", run.id, exc)

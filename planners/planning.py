@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from orchestrator.agent.prompts import render
-from orchestrator.agent.tools import WorkspaceTools
 from orchestrator.config.settings import CadreSettings, get_settings
-from orchestrator.flow.agent_runs import run_role_agent
+from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
 from orchestrator.flow.checks import check_branch_head
 from orchestrator.flow.cycles import node_maybe_settled
-from orchestrator.git.workspace import prepare_cache, worktree_slot
+from orchestrator.flow.runs import repository_cache
+from orchestrator.git.workspace import worktree_slot
 from orchestrator.state.models import TERMINAL_RUN_STATUSES, ItemStatus, PlannerNode, Run
 from orchestrator.state.store import Store
 from planners.planner_tools import PlannerTools
@@ -105,14 +104,15 @@ def _variables(store: Store, settings: CadreSettings, run: Run, node: PlannerNod
 
 def _run_planner_agent(store: Store, settings: CadreSettings, run: Run, node: PlannerNode) -> str:
     role = "planner" if node.parent_id is None else "subplanner"
-    cache = prepare_cache(settings.data_dir, run.repo)
+    cache = repository_cache(store, settings, run)
     with worktree_slot(cache, "planner", f"refs/remotes/origin/{run.branch}") as snapshot:
         planner_tools = PlannerTools(store, node, settings)
-        tools = WorkspaceTools(snapshot, settings.command_timeout_seconds).explore_tools() + planner_tools.tools()
+        tools = workspace_tools(settings, snapshot).explore_tools() + planner_tools.tools()
+        prompts = run_prompts(settings, run, snapshot)
         variables = _variables(store, settings, run, node, snapshot)
         task = "followup" if node.round > 1 else "task"
         result = run_role_agent(store, role, run.id, f"{role}-{node.id}-round-{node.round}",
-                                render(role, "system", snapshot, **variables), render(role, task, snapshot, **variables),
+                                prompts.render(role, "system", **variables), prompts.render(role, task, **variables),
                                 tools, scopes={"cycle": str(node.cycle), "node": node.id})
     created = len(planner_tools.created)
     return str(result.final_arguments.get("summary") or f"planner ended ({result.status}) after {created} children")

@@ -8,14 +8,13 @@ from pathlib import Path
 
 from orchestrator.agent.backends import check_backend, command_template
 from orchestrator.agent.loop import AgentResult, Tool, params
-from orchestrator.agent.prompts import render
-from orchestrator.agent.tools import WorkspaceTools
 from orchestrator.config.settings import CadreSettings
-from orchestrator.flow.agent_runs import run_role_agent
+from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
+from orchestrator.flow.runs import repository_cache
 from orchestrator.git.cache import BareCache
 from orchestrator.git.repo import commit_all, commits_between, diff_stats
-from orchestrator.git.workspace import prepare_cache, worktree_slot
-from orchestrator.queues.shutdown import shutdown_event, shutdown_requested
+from orchestrator.git.workspace import worktree_slot
+from orchestrator.queues.shutdown import shutdown_requested
 from orchestrator.state.models import Handoff, HandoffStatus, ItemStatus, Run, RunStatus, WorkItem
 from orchestrator.state.store import Store
 from workers.conflicts import conflict_resolver
@@ -60,7 +59,7 @@ def commit_message(item: WorkItem, summary: str) -> str:
 
 def attempt_item(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease: LeaseHeartbeat) -> Outcome:
     """Carry out one attempt; a change already on the branch (an earlier attempt landed it) is not redone."""
-    cache = prepare_cache(settings.data_dir, run.repo)
+    cache = repository_cache(store, settings, run)
     upstream = f"refs/remotes/origin/{run.branch}"
     landed = landed_commit(cache.path, upstream, item.id)
     if landed is not None:
@@ -158,11 +157,12 @@ def _run_agent(store: Store, settings: CadreSettings, run: Run, item: WorkItem, 
     if template is not None:
         check_backend(run.worker_backend, settings)
         return run_external_agent(store, settings, run, item, worktree, template, variables)
-    tools = WorkspaceTools(worktree, settings.command_timeout_seconds, shutdown_event())
+    tools = workspace_tools(settings, worktree)
     finish = Tool("finish", "End the task with your handoff to the planner that asked for it.", HANDOFF_PARAMETERS,
                   lambda _a: "finished", terminal=True)
+    prompts = run_prompts(settings, run, worktree)
     return run_role_agent(store, "worker", run.id, f"worker-{item.id}-{item.attempt}",
-                          render("worker", "system", worktree, **variables), render("worker", "task", worktree, **variables),
+                          prompts.render("worker", "system", **variables), prompts.render("worker", "task", **variables),
                           tools.explore_tools() + tools.edit_tools() + [finish],
                           scopes={"cycle": str(item.cycle), "node": item.node_id, "item": item.id},
                           max_cost_usd=settings.item_max_cost_usd)

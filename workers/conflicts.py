@@ -6,12 +6,9 @@ import logging
 from pathlib import Path
 
 from orchestrator.agent.loop import Tool, params
-from orchestrator.agent.prompts import render
-from orchestrator.agent.tools import WorkspaceTools
 from orchestrator.config.settings import CadreSettings
-from orchestrator.flow.agent_runs import run_role_agent
+from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
 from orchestrator.git.repo import continue_rebase, stage_all
-from orchestrator.queues.shutdown import shutdown_event
 from orchestrator.state.models import Run, WorkItem
 from orchestrator.state.store import Store
 
@@ -39,15 +36,16 @@ def conflict_resolver(store: Store, settings: CadreSettings, run: Run, item: Wor
         nonlocal turns
         turns += 1
         store.events.emit(run.id, "conflict", item_id=item.id, attempt=item.attempt, paths=conflicted)
-        tools = WorkspaceTools(worktree, settings.command_timeout_seconds, shutdown_event())
+        tools = workspace_tools(settings, worktree)
         finish = Tool("finish", "End the turn once every conflict is resolved.",
                       params(["summary"], summary="how the conflicts were resolved"), lambda _a: "finished",
                       terminal=True)
+        prompts = run_prompts(settings, run, worktree)
         variables = dict(goal=run.goal, branch=run.branch, title=item.title, instructions=item.instructions,
                          paths=conflicted)
         result = run_role_agent(store, "worker", run.id, f"worker-{item.id}-{item.attempt}-conflict-{turns}",
-                                render("worker", "conflict_system", worktree, **variables),
-                                render("worker", "conflict", worktree, **variables),
+                                prompts.render("worker", "conflict_system", **variables),
+                                prompts.render("worker", "conflict", **variables),
                                 tools.explore_tools() + tools.edit_tools() + [finish],
                                 max_steps=settings.conflict_max_steps,
                                 scopes={"cycle": str(item.cycle), "node": item.node_id, "item": item.id})

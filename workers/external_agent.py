@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-from orchestrator.agent.backends import agent_command
-from orchestrator.agent.commands import run_command
+from orchestrator.agent.backends import agent_command, agent_env_names
+from orchestrator.agent.commands import shell_for
 from orchestrator.agent.loop import AgentResult, Transcript, truncate
-from orchestrator.agent.prompts import render
+from orchestrator.config.secrets import scrub
 from orchestrator.config.settings import CadreSettings
-from orchestrator.flow.agent_runs import transcript_path
+from orchestrator.flow.agent_runs import run_prompts, transcript_path
 from orchestrator.flow.budgets import enforce_run_budget
+from orchestrator.git.repo import common_git_dir
 from orchestrator.queues.shutdown import shutdown_event, shutdown_requested
 from orchestrator.state.models import Run, WorkItem
 from orchestrator.state.store import Store
@@ -52,19 +52,24 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
                        template: str, variables: dict) -> AgentResult:
     """Run the program in the worktree; status `finished` (exit 0), `failed` or `stopped` (killed)."""
     io_dir = settings.data_dir / "agent-io" / run.id / f"{item.id}-{item.attempt}"
-    io_dir.mkdir(parents=True, exist_ok=True)
+    home = io_dir / "home"  # a private HOME per attempt: nothing shared between concurrent agents
+    home.mkdir(parents=True, exist_ok=True)
     handoff_file, prompt_file = io_dir / "handoff.json", io_dir / "prompt.md"
     handoff_file.unlink(missing_ok=True)
-    prompt = render("worker", "external_handoff", worktree, handoff_file=str(handoff_file),
-                    system=render("worker", "system", worktree, **variables),
-                    task=render("worker", "task", worktree, **variables))
+    prompts = run_prompts(settings, run, worktree)
+    prompt = prompts.render("worker", "external_handoff", handoff_file=str(handoff_file),
+                            system=prompts.render("worker", "system", **variables),
+                            task=prompts.render("worker", "task", **variables))
+    prompt = scrub(prompt)
     prompt_file.write_text(prompt, encoding="utf-8")
     argv = agent_command(template, str(prompt_file), prompt, str(handoff_file), settings.worker_model or "")
     transcript = Transcript(transcript_path(run.id, f"worker-{item.id}-{item.attempt}"))
     transcript.write("user", content=prompt)
     transcript.write("command", argv=[truncate(word, 200) for word in argv])
     timeout = max(settings.worker_time_limit_seconds - GIT_MARGIN_SECONDS, 30)
-    code, output = run_command(argv, worktree, timeout, shutdown_event(), env=dict(os.environ))
+    shell = shell_for(settings, worktree, readable=(common_git_dir(worktree),), writable=(io_dir,),
+                      env_names=agent_env_names(run.worker_backend, settings), network=True, home=str(home))
+    code, output = shell.run(argv, timeout, shutdown_event())
     handoff = read_handoff(handoff_file, output)
     tokens, cost, reported = reported_usage(output, handoff)
     store.usage.add(run.id, "worker", tokens, cost, {"cycle": str(item.cycle), "node": item.node_id,

@@ -75,7 +75,7 @@ def submit(store: Store, cache: BareCache, worktree, branch: str, item_id: str, 
     ref = pending_ref(item_id, attempt)
     if not push(worktree, cache.url, f"+HEAD:{ref}").ok:
         raise RuntimeError(f"could not push {ref}")
-    key = queue_key(cache.url, branch)
+    key = queue_key(cache.public_url, branch)
     store.redis.delete(_answer_key(item_id, attempt))
     store.redis.rpush(f"{key}:queue", json.dumps(asdict(LandingRequest(item_id, attempt, commit, ref))))
     deadline = time.monotonic() + timeout
@@ -92,7 +92,7 @@ class Lander:
 
     def __init__(self, store: Store, cache: BareCache, branch: str, push_interval: float = 0.0):
         self.store, self.cache, self.branch, self.push_interval = store, cache, branch, push_interval
-        self.key = queue_key(cache.url, branch)
+        self.key = queue_key(cache.public_url, branch)
         self.token = uuid.uuid4().hex
 
     def drain_if_free(self) -> int:

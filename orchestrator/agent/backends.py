@@ -22,6 +22,16 @@ PRESETS: dict[str, str] = {
     "aider": "aider --yes-always --no-auto-commits --no-dirty-commits --no-gitignore --message-file {prompt_file}",
     "mini-swe-agent": "mini --yolo --exit-immediately --task {prompt}",
 }
+# The only variables of the worker's environment an external agent sees (in its sandbox): what its
+# backend needs to reach its model. CADRE_WORKER_AGENT_ENV adds names for any backend.
+PROVIDER_ENV = ("OPENAI_API_KEY", "OPENAI_API_BASE", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
+PRESET_ENV: dict[str, tuple[str, ...]] = {
+    "claude-code": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_MODEL"),
+    "codex": ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
+    "aider": PROVIDER_ENV,
+    "mini-swe-agent": PROVIDER_ENV,
+    COMMAND: (),
+}
 BACKENDS = (BUILTIN, *PRESETS, COMMAND)
 
 
@@ -50,6 +60,11 @@ def check_backend(name: str, settings: CadreSettings) -> None:
     program = shlex.split(template)[0]
     if shutil.which(program) is None:
         raise BackendUnavailable(f"worker backend {name} needs the program {program!r}, which is not on PATH")
+
+
+def agent_env_names(name: str, settings: CadreSettings) -> tuple[str, ...]:
+    """Names of the worker's environment variables backend `name`'s program may see."""
+    return (*PRESET_ENV.get(name, ()), *settings.worker_agent_env)
 
 
 def agent_command(template: str, prompt_file: str, prompt: str, handoff_file: str, model: str) -> list[str]:

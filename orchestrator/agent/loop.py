@@ -132,7 +132,11 @@ class AgentLoop:
     should_stop: Callable[[], bool] | None = None
 
     def run(self, system: str, user: str) -> AgentResult:
-        """Talk with the model until it calls a terminal tool; every reply's tool calls run in order."""
+        """Talk with the model until it calls a terminal tool; every reply's tool calls run in order.
+
+        Everything sent to the model (prompts and tool output) has secret values masked first.
+        """
+        system, user = scrub(system), scrub(user)
         by_name = {t.name: t for t in self.tools}
         schemas = [t.schema() for t in self.tools]
         messages: list[dict] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -185,5 +189,5 @@ class AgentLoop:
             arguments = _parse_arguments(call.arguments)
             output = _call_tool(tool, call.name, arguments)
         except ToolError as exc:
-            return f"error: {exc}", False
-        return truncate(output, self.output_limit), bool(tool and tool.terminal)
+            return scrub(f"error: {exc}"), False
+        return truncate(scrub(output), self.output_limit), bool(tool and tool.terminal)

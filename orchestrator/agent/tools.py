@@ -5,17 +5,19 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from orchestrator.agent.commands import run_command
+from orchestrator.agent.commands import Shell
 from orchestrator.agent.loop import Tool, ToolError, params
 
 MAX_READ_BYTES = 400_000
 
 
 class WorkspaceTools:
-    """Tools bound to one directory; paths outside it are refused."""
+    """Tools bound to one directory: file tools refuse paths outside it (symlinks resolved first), and
+    `bash` runs in the shell's sandbox."""
 
-    def __init__(self, root: Path, command_timeout: float, cancel: threading.Event | None = None):
-        self.root = root.resolve()
+    def __init__(self, shell: Shell, command_timeout: float, cancel: threading.Event | None = None):
+        self.shell = shell
+        self.root = shell.workdir.resolve()
         self.command_timeout = command_timeout
         self.cancel = cancel
 
@@ -27,7 +29,7 @@ class WorkspaceTools:
         return candidate
 
     def bash(self, args: dict) -> str:
-        code, output = run_command(str(args["command"]), self.root, self.command_timeout, self.cancel)
+        code, output = self.shell.run(str(args["command"]), self.command_timeout, self.cancel)
         if code is None:
             return f"{output}\n[killed (timeout {self.command_timeout:g} s or shutdown) with its process group]"
         return f"{output}\n[exit code {code}]"

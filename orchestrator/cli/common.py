@@ -27,10 +27,12 @@ def open_store():
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from orchestrator.agent.backends import BackendUnavailable
+    from orchestrator.agent.sandbox import SandboxUnavailable
     from orchestrator.flow.runs import RunRequestError
     from orchestrator.state.records import StoreUnavailable, UnknownRecord
 
-    return (StoreUnavailable, UnknownRecord, RunRequestError, MissingModelError, BackendUnavailable)
+    return (StoreUnavailable, UnknownRecord, RunRequestError, MissingModelError, BackendUnavailable,
+            SandboxUnavailable)
 
 
 def guarded(action):

@@ -35,6 +35,11 @@ def worker(
         from orchestrator.agent.backends import check_backend
 
         guarded(lambda: check_backend(settings.worker_backend, settings))
+    from orchestrator.agent.commands import sandbox_for
+    from orchestrator.agent.sandbox import check_sandbox
+
+    # Every role runs agent commands (or checks): refuse to start where the sandbox cannot run.
+    guarded(lambda: check_sandbox(sandbox_for(settings), settings.data_dir / "sandbox-probe"))
     guarded(open_store)
     import_module(TASK_MODULES_BY_ROLE[role])
     import_module("orchestrator.agent.model_access")  # litellm's slow import, done once before the pool forks

@@ -7,7 +7,7 @@ import os
 import re
 from functools import lru_cache
 
-SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)$", re.IGNORECASE)
+SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|AUTH|CREDENTIALS?)$", re.IGNORECASE)
 MASK = "***"
 MIN_SECRET_LENGTH = 6
 # The user-info part of a URL (`scheme://user:password@`, or a bare token as `scheme://token@`).
@@ -30,25 +30,58 @@ def redact_url(text: str) -> str:
     return _URL_USERINFO.sub(mask, text)
 
 
+_registered: set[str] = set()
+
+
+def url_credentials(text: str) -> set[str]:
+    """The passwords and bare tokens in the URLs of `text` (`scheme://user:password@`, `scheme://token@`)."""
+    found = set()
+    for match in _URL_USERINFO.finditer(text):
+        user, has_password, password = match["userinfo"].partition(":")
+        if has_password:
+            found.add(password)
+        elif user and not match["scheme"].lower().startswith("ssh"):
+            found.add(user)
+    return found
+
+
+def register_secret(*values: str) -> None:
+    """Mask these values too from now on in this process (e.g. the credentials of a run's repository URL)."""
+    new = {v for v in values if v and len(v) >= MIN_SECRET_LENGTH} - _registered
+    if new:
+        _registered.update(new)
+        _environment_secrets.cache_clear()
+
+
 @lru_cache(maxsize=1)
-def secret_values() -> tuple[str, ...]:
-    """Values worth masking: the configured API key and environment values whose name marks a secret."""
+def _environment_secrets() -> tuple[str, ...]:
     from orchestrator.config.settings import get_settings
 
-    values = {v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH}
+    values = set(_registered)
+    for name, value in os.environ.items():
+        if SECRET_NAME.search(name):
+            values.add(value)
+            values.update(value.split(":", 1)[1:])  # `user:password` (basic auth): the password alone too
+        values.update(url_credentials(value))  # e.g. the password in CADRE_REDIS_URL
     key = get_settings().api_key
-    if key is not None and len(key.get_secret_value()) >= MIN_SECRET_LENGTH:
+    if key is not None:
         values.add(key.get_secret_value())
     # Longest first, so a secret containing another is masked whole.
-    return tuple(sorted(values, key=len, reverse=True))
+    return tuple(sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True))
+
+
+def secret_values() -> tuple[str, ...]:
+    """Values worth masking: the configured API key, environment values whose name marks a secret (and the
+    password part of `user:password` ones), credentials inside URL values, and registered secrets."""
+    return _environment_secrets()
 
 
 def scrub(text: str) -> str:
-    """`text` with every known secret value replaced by `***`."""
+    """`text` with every known secret value, and the credentials of every URL in it, replaced by `***`."""
     for value in secret_values():
         if value in text:
             text = text.replace(value, MASK)
-    return text
+    return redact_url(text)
 
 
 class SecretScrubbingFilter(logging.Filter):

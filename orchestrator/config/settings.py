@@ -92,6 +92,9 @@ class CadreSettings(BaseSettings):
 
     worker_backend: str = "builtin"
     """Default worker agent: `builtin`, `claude-code`, `codex`, `aider`, `mini-swe-agent` or `command`."""
+    worker_agent_env: list[str] = Field(default_factory=list)
+    """Names of environment variables an external worker agent may see besides its backend's own
+    (its model's key and base URL), as a JSON list."""
     worker_command: str | None = None
     """Command template for the `command` backend, with {prompt_file}, {prompt}, {handoff_file}, {model}."""
 
@@ -138,6 +141,17 @@ class CadreSettings(BaseSettings):
     """Hard time limit of one worker task; the soft limit is 30 s earlier."""
     judge_time_limit_seconds: int = Field(default=1800, ge=30)
     """Hard time limit of one judge task; the soft limit is 30 s earlier."""
+
+    prompts_dir: Path | None = None
+    """The operator's prompt overrides (`<role>/<name>.j2`), used before a repository's own `.cadre/prompts`."""
+
+    sandbox: Literal["bwrap", "off"] = "bwrap"
+    """Where agent commands, external agents and checks run: `bwrap` (bubblewrap: own PID namespace,
+    read-only system, only the worktree writable, allowlisted environment) or `off` (plain processes)."""
+    sandbox_network: bool = False
+    """Let the builtin agent's commands and the check command reach the network (external agents always can)."""
+    sandbox_env: list[str] = Field(default_factory=list)
+    """Names of extra environment variables the builtin agent's commands and checks may see (JSON list)."""
 
     check_command: str | None = None
     """Shell command run on the branch head before the judge decides (e.g. `pytest -q`)."""

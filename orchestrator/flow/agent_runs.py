@@ -5,14 +5,36 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from orchestrator.agent.commands import Shell, shell_for
 from orchestrator.agent.loop import AgentLoop, AgentResult, Tool, Transcript
-from orchestrator.config.settings import Role, get_settings
+from orchestrator.agent.prompts import REPOSITORY_PROMPTS, Prompts
+from orchestrator.agent.tools import WorkspaceTools
+from orchestrator.config.settings import CadreSettings, Role, get_settings
 from orchestrator.flow.budgets import enforce_run_budget
-from orchestrator.queues.shutdown import shutdown_requested
-from orchestrator.state.models import TERMINAL_RUN_STATUSES, RunStatus
+from orchestrator.git.repo import common_git_dir, files_at
+from orchestrator.queues.shutdown import shutdown_event, shutdown_requested
+from orchestrator.state.models import TERMINAL_RUN_STATUSES, Run, RunStatus
 from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
+
+
+def worktree_shell(settings: CadreSettings, worktree: Path) -> Shell:
+    """The sandboxed shell of an agent working in `worktree` (its git cache readable, nothing else of Cadre's)."""
+    return shell_for(settings, worktree, readable=(common_git_dir(worktree),))
+
+
+def workspace_tools(settings: CadreSettings, worktree: Path) -> WorkspaceTools:
+    """`bash`, `read_file` (and the edit tools) of an agent in `worktree`, stopped by a shutdown request."""
+    return WorkspaceTools(worktree_shell(settings, worktree), settings.command_timeout_seconds, shutdown_event())
+
+
+def run_prompts(settings: CadreSettings, run: Run, repository: Path) -> Prompts:
+    """The run's prompt templates: the operator's overrides, then the repository's `.cadre/prompts` as of the
+    run's starting commit (read from the git objects of `repository`, a worktree or cache), then Cadre's own.
+    What workers commit to the branch during the run never changes them."""
+    overrides = files_at(repository, run.start_commit, REPOSITORY_PROMPTS) if run.start_commit else {}
+    return Prompts(overrides, settings.prompts_dir)
 
 
 def transcript_path(run_id: str, name: str) -> Path:

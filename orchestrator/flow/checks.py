@@ -11,9 +11,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from orchestrator.agent.commands import run_command
+from orchestrator.agent.commands import Shell
 from orchestrator.agent.loop import truncate
 from orchestrator.config.settings import CadreSettings
+from orchestrator.flow.agent_runs import worktree_shell
 from orchestrator.git.repo import head_sha
 from orchestrator.state.keys import Keys
 from orchestrator.state.models import Run, now
@@ -35,11 +36,12 @@ class CheckResult:
     at: float = field(default_factory=now)
 
 
-def run_check(command: str | None, worktree: Path, timeout: float, output_limit: int) -> CheckResult:
-    """Run `command` in `worktree` (its own process group, killed on timeout); exit code 0 passes."""
+def run_check(command: str | None, shell: Shell, timeout: float, output_limit: int) -> CheckResult:
+    """Run `command` in the shell's worktree (sandboxed, its own process group, killed on timeout); exit 0 passes."""
     if not command:
         return CheckResult(command=None, passed=None)
-    code, output = run_command(command, worktree, timeout)
+    worktree = shell.workdir
+    code, output = shell.run(command, timeout)
     if code is None:
         output += f"\n[check timed out after {timeout:g} s]"
     return CheckResult(command=command, passed=code == 0, output=truncate(output, output_limit),
@@ -49,7 +51,8 @@ def run_check(command: str | None, worktree: Path, timeout: float, output_limit:
 def check_branch_head(store: Store, settings: CadreSettings, run: Run, cycle: int, worktree: Path,
                       trigger: str) -> CheckResult:
     """Run the run's check command on the head checked out in `worktree` and record it in the run's history."""
-    result = run_check(run.check_command, worktree, settings.check_timeout_seconds, settings.tool_output_chars)
+    result = run_check(run.check_command, worktree_shell(settings, worktree), settings.check_timeout_seconds,
+                       settings.tool_output_chars)
     if result.command is None:
         return result
     result = CheckResult(**asdict(result) | {"cycle": cycle, "trigger": trigger})

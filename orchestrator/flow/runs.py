@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.agent.backends import BackendUnavailable, command_template
-from orchestrator.config.secrets import redact_url
+from orchestrator.config.secrets import redact_url, register_secret, url_credentials
 from orchestrator.config.settings import ROLES, CadreSettings
 from orchestrator.flow.cycles import new_cycle
+from orchestrator.git.cache import BareCache
+from orchestrator.git.workspace import prepare_cache
 from orchestrator.queues.dispatch import dispatch_planner
 from orchestrator.state.models import Run, RunStatus, new_id
 from orchestrator.state.records import UnknownRecord
@@ -73,17 +75,29 @@ def start_run(store: Store, settings: CadreSettings, request: RunRequest) -> Run
         if value is not None and value <= 0:
             raise RunRequestError(f"{name} must be greater than 0")
     head = validate_run_request(settings, request.repo, request.goal, request.branch, cycles)
-    run = Run(id=new_id("run"), repo=request.repo, branch=request.branch, goal=request.goal.strip(),
+    run = Run(id=new_id("run"), repo=redact_url(request.repo), branch=request.branch, goal=request.goal.strip(),
               max_cycles=cycles, max_cost_usd=budgets.max_cost_usd or settings.max_cost_usd,
               max_tokens=budgets.max_tokens or settings.max_tokens, max_hours=budgets.max_hours or settings.max_hours,
-              worker_backend=backend, check_command=(request.check_command or settings.check_command or None))
+              worker_backend=backend, check_command=(request.check_command or settings.check_command or None),
+              start_commit=head)
     cycle, root = new_cycle(run.id, 1)
-    store.runs.create(run, cycle, root)
-    store.events.emit(run.id, "run_created", repo=redact_url(run.repo), branch=run.branch, head=head,
+    store.runs.create(run, cycle, root, repo_url=request.repo)
+    store.events.emit(run.id, "run_created", repo=run.repo, branch=run.branch, head=head,
                       max_cycles=cycles)
     store.events.emit(run.id, "cycle_started", cycle=1, root_node_id=root.id)
     dispatch_planner(root)
     return run
+
+
+def repository_cache(store: Store, settings: CadreSettings, run: Run) -> BareCache:
+    """This host's bare cache of the run's repository, created if needed and freshly fetched.
+
+    Credentials in the repository URL are used for git's network commands only: the cache's config
+    holds the URL redacted, and this process masks them in everything it logs or shows.
+    """
+    url = store.runs.repo_url(run)
+    register_secret(*url_credentials(url))
+    return prepare_cache(settings.data_dir, url)
 
 
 def stop_run(store: Store, run_id: str) -> bool:

@@ -22,10 +22,12 @@ class BareCache:
     """One bare mirror of a remote per host, shared by every worker process of that host."""
 
     def __init__(self, root: Path, url: str) -> None:
-        """Describe the cache of `url` under `root`; `name` is the url digest. Touches no disk."""
+        """Describe the cache of `url` under `root`; `name` is the digest of the url without its credentials
+        (rotating a token keeps the cache). Touches no disk."""
         check_args(url=url)
         self.root, self.url = Path(root), url
-        self.name = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+        self.public_url = redact_url(url)  # what is written on disk: never a password or token
+        self.name = hashlib.sha256(self.public_url.encode("utf-8")).hexdigest()[:16]
         self._path = self.root / "caches" / f"{self.name}.git"
 
     @property
@@ -49,7 +51,7 @@ class BareCache:
         """Whether the cache exists and points at our url (the url is written last by `ensure`)."""
         try:
             return (self._path / "HEAD").is_file() and run_git(
-                self._path, "config", "--get", "remote.origin.url", git_dir=self._path) == self.url
+                self._path, "config", "--get", "remote.origin.url", git_dir=self._path) == self.public_url
         except GitError:
             return False
 
@@ -60,19 +62,20 @@ class BareCache:
         with self.lock():
             if self._initialised():
                 return
-            logger.info("creating bare cache %s for %s", self._path, redact_url(self.url))
+            logger.info("creating bare cache %s for %s", self._path, self.public_url)
             self._path.mkdir(parents=True, exist_ok=True)
             run_git(self._path, "init", "--bare", "--quiet", os.fspath(self._path))
-            for key, value in (("remote.origin.fetch", ORIGIN_REFSPEC), ("remote.origin.url", self.url)):
+            for key, value in (("remote.origin.fetch", ORIGIN_REFSPEC), ("remote.origin.url", self.public_url)):
                 run_git(self._path, "config", "--replace-all", key, value, git_dir=self._path)
 
     def fetch(self) -> None:
-        """`git fetch --prune origin` (branches only), serialized across the host's processes."""
+        """Fetch the remote's branches into `refs/remotes/origin/*` (pruned), serialized across the host's
+        processes. The URL with its credentials goes on the command line only, never into a config file."""
         with self.lock():
-            logger.debug("fetching %s into %s", redact_url(self.url), self._path)
-            run_git(self._path, "fetch", "--prune", "--no-tags", "--quiet", "origin", git_dir=self._path,
-                  env=git_env(network=True), kill_after_timeout=FETCH_TIMEOUT_S,
-                  what=f"cannot fetch {redact_url(self.url)}")
+            logger.debug("fetching %s into %s", self.public_url, self._path)
+            run_git(self._path, "fetch", "--prune", "--no-tags", "--quiet", self.url, ORIGIN_REFSPEC,
+                    git_dir=self._path, env=git_env(network=True), kill_after_timeout=FETCH_TIMEOUT_S,
+                    what=f"cannot fetch {self.public_url}")
 
     def head(self, branch: str) -> str:
         """Sha of `refs/remotes/origin/<branch>` as last fetched; GitError if the cache lacks it."""

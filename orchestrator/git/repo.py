@@ -64,6 +64,12 @@ def _git_dir(path: PathArg) -> Path:
     return (Path(path) / target).resolve()
 
 
+def common_git_dir(path: PathArg) -> Path:
+    """The repository a worktree belongs to (for Cadre's slots: the host's bare cache), without running git."""
+    private = _git_dir(path)
+    return private.parent.parent if private.parent.name == "worktrees" else private
+
+
 def rebase_in_progress(path: PathArg) -> bool:
     """Whether a rebase is stopped in the worktree at `path`."""
     gd = _git_dir(path)
@@ -236,6 +242,15 @@ def trailer_commits(path: PathArg, tip: str, key: str, max_count: int = TRAILER_
         for value in filter(None, values.split(",")):
             found.setdefault(value.strip(), sha)
     return found
+
+
+def files_at(path: PathArg, rev: str, folder: str) -> dict[str, str]:
+    """`{path below folder: text}` of every file under `folder` in commit `rev` (read from the object store)."""
+    check_args(revision=rev, folder=folder)
+    names = run_git(path, "ls_tree", "-r", "-z", "--name-only", rev, "--", folder).split("\0")
+    prefix = folder.rstrip("/") + "/"
+    return {name.removeprefix(prefix): run_git(path, "cat_file", "-p", f"{rev}:{name}", strip_newline_in_stdout=False)
+            for name in names if name.startswith(prefix)}
 
 
 def stage_all(path: PathArg) -> None:

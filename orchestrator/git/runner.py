@@ -24,6 +24,14 @@ PUSH_REJECTIONS = ("non-fast-forward", "fetch first", "stale info", "failed to u
                    "failed to lock")
 
 
+# Cadre's own git ignores system and user configuration and never runs hooks or an fsmonitor: a
+# repository (or an agent in its worktree) cannot make Cadre's git run a program.
+FIXED_CONFIG = {"core.hooksPath": "/dev/null", "core.fsmonitor": "false", "protocol.ext.allow": "never"}
+FIXED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_COUNT": str(len(FIXED_CONFIG)),
+             **{f"GIT_CONFIG_KEY_{i}": key for i, key in enumerate(FIXED_CONFIG)},
+             **{f"GIT_CONFIG_VALUE_{i}": value for i, value in enumerate(FIXED_CONFIG.values())}}
+
+
 class GitError(RuntimeError):
     """A git operation failed; `str(error)` is a single line fit for a report."""
 
@@ -63,7 +71,8 @@ def git_env(name: str | None = None, email: str | None = None, *, network: bool 
 
 def run_git(cwd: PathArg | None, command: str, *args: str, git_dir: PathArg | None = None,
             what: str = "", **kw: Any):
-    """`git <command> <args>` run in `cwd`: its stdout, or GitError("<what>: <one-line reason>").
+    """`git <command> <args>` run in `cwd` with the fixed configuration: its stdout, or
+    GitError("<what>: <one-line reason>").
 
     Extra keywords go to GitPython (`env`, `istream`, `kill_after_timeout`, and
     `with_extended_output=True, with_exceptions=False` for `(status, stdout, stderr)`).
@@ -71,6 +80,7 @@ def run_git(cwd: PathArg | None, command: str, *args: str, git_dir: PathArg | No
     runner = git.Git(None if cwd is None else os.fspath(cwd))
     if git_dir is not None:
         runner.set_persistent_git_options(git_dir=os.fspath(git_dir))
+    kw["env"] = {**FIXED_ENV, **kw.get("env", {})}
     try:
         return getattr(runner, command)(*args, **kw)
     except git.CommandError as exc:

@@ -296,13 +296,18 @@ def load_policy(spec: str) -> Policy:
     return obj
 
 
-def _delayed(policy: Callable, seconds: float) -> Callable:
-    """`policy`, answering each request only after `seconds`."""
-    def slow(request: dict):
-        time.sleep(seconds)
+def _served(policy: Callable, delay: float, record: str) -> Callable:
+    """`policy`, answering each request only after `delay` seconds, and appending it to `record` (JSONL)."""
+    lock = threading.Lock()
+
+    def serve(request: dict):
+        if record:
+            with lock, open(record, "a", encoding="utf-8") as file:
+                file.write(json.dumps(request) + "\n")
+        time.sleep(delay)
         return policy(request)
 
-    return slow
+    return serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,10 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before every reply (a slow model)")
+    parser.add_argument("--record", default="", help="append every request to this JSONL file")
     args = parser.parse_args(argv)
-    policy = load_policy(args.policy)
-    if args.delay > 0:
-        policy = _delayed(policy, args.delay)
+    policy = _served(load_policy(args.policy), args.delay, args.record)
 
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

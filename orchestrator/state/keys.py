@@ -23,6 +23,7 @@ class Keys:
     run_items = _key("cadre:run:{}:items")
     run_nodes = _key("cadre:run:{}:nodes")
     checks = _key("cadre:run:{}:checks")
+    repo_url = _key("cadre:run:{}:repo-url")
     budget_warned = _key("cadre:run:{}:warned:{}")
     cycle = _key("cadre:cycle:{}:{}")
     cycle_items = _key("cadre:cycle:{}:{}:items")

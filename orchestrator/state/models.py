@@ -82,6 +82,7 @@ class Run(Contract):
     max_hours: float | None = None
     worker_backend: str = "builtin"
     check_command: str | None = None
+    start_commit: str | None = None
     created_at: float = Field(default_factory=now)
     ended_at: float | None = None
     reason: str = ""

@@ -27,10 +27,16 @@ class RunRecords:
         self.records, self.events = records, events
         self.redis = records.redis
 
-    def create(self, run: Run, cycle: Cycle, root: PlannerNode) -> None:
-        """Store a new run with its first cycle and root node, all or nothing."""
+    def create(self, run: Run, cycle: Cycle, root: PlannerNode, repo_url: str | None = None) -> None:
+        """Store a new run with its first cycle and root node, all or nothing.
+
+        `repo_url` is the repository URL with its credentials, kept apart from the run record (which
+        holds it redacted), so that no status, event or report carries them.
+        """
         pipe = self.redis.pipeline(transaction=True)
         pipe.set(Keys.run(run.id), run.model_dump_json())
+        if repo_url and repo_url != run.repo:
+            pipe.set(Keys.repo_url(run.id), repo_url)
         pipe.zadd(Keys.runs(), {run.id: run.created_at})
         pipe.sadd(Keys.active_runs(), run.id)
         pipe.set(Keys.cycle(run.id, cycle.number), cycle.model_dump_json())
@@ -44,6 +50,10 @@ class RunRecords:
             return self.records.load(Keys.run(run_id), Run)
         except UnknownRecord:
             raise UnknownRecord(f"unknown run id {run_id}") from None
+
+    def repo_url(self, run: Run) -> str:
+        """The URL git uses for the run's repository: with its credentials when it was given some."""
+        return self.redis.get(Keys.repo_url(run.id)) or run.repo
 
     def active_ids(self) -> list[str]:
         """Ids of runs that have not ended."""
@@ -77,7 +87,7 @@ class RunRecords:
         """Give every key of an ended run a TTL so nothing grows forever."""
         run = self.get(run_id)
         keys = [Keys.run(run_id), Keys.usage(run_id), Keys.events(run_id), Keys.run_items(run_id),
-                Keys.run_nodes(run_id), Keys.checks(run_id)]
+                Keys.run_nodes(run_id), Keys.checks(run_id), Keys.repo_url(run_id)]
         for number in range(1, run.cycle + 1):
             keys += [Keys.cycle(run_id, number), Keys.cycle_items(run_id, number), Keys.cycle_nodes(run_id, number)]
         for node_id in self.redis.lrange(Keys.run_nodes(run_id), 0, -1):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import wait_until
 from tests.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -52,3 +53,23 @@ def test_role_without_model(cadre, remote, redis_client):
     assert_one_line_error(stack.cli("run", "--repo", str(remote), "--goal", "x"), "no model configured")
     assert_one_line_error(stack.cli("worker", "--role", "wizard"), "unknown role")
     assert redis_client.keys("cadre:*") == []
+
+
+def test_a_worker_refuses_to_start_where_the_sandbox_cannot_run(cadre, tmp_path):
+    """A container without the privileges bubblewrap needs: bwrap fails as it does there (a stand-in
+    program that prints bwrap's own message); the worker refuses with one line naming the fix."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    (fake / "bwrap").chmod(0o755)
+    stack = cadre("http://127.0.0.1:9/v1")
+    path = f"{fake}:{stack.env['PATH']}"
+    refused = stack.cli("worker", "--role", "worker", env_override={"PATH": path})
+    assert_one_line_error(refused, "agent sandbox cannot start here", "No permissions", "seccomp=unconfined",
+                          "CADRE_SANDBOX=off")
+    for role in ("planner", "judge"):
+        assert_one_line_error(stack.cli("worker", "--role", role, env_override={"PATH": path}), "agent sandbox")
+    on_purpose = cadre("http://127.0.0.1:9/v1", PATH=path, CADRE_SANDBOX="off")
+    on_purpose.worker("worker")
+    wait_until(lambda: on_purpose.cli("health", "--role", "worker", "--index", "1").returncode == 0, 60,
+               f"CADRE_SANDBOX=off did not start the worker\n{on_purpose.logs()}")

@@ -26,7 +26,8 @@ from tests.conftest import wait_until
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CADRE_SERVICES = {"planner", "worker", "judge", "beat", "flower", "sample-repo"}
-TEST_VALUES = {"REDIS_PASSWORD": "test-redis-password", "FLOWER_BASIC_AUTH": "admin:test-flower",
+TEST_VALUES = {"REDIS_PASSWORD": "test-redis-password", "REDIS_ADMIN_PASSWORD": "test-redis-admin-password",
+               "FLOWER_BASIC_AUTH": "admin:test-flower",
                "CADRE_AGENTS": "", "CADRE_REDIS_HOST": "central-redis"}
 
 
@@ -82,6 +83,10 @@ def test_compose_files_and_manifests_are_valid():
     for flag in ("--appendonly yes", "--maxmemory-policy noeviction", "--requirepass"):
         assert flag in redis_command
     assert "ports" not in services["redis"], "Redis is not published on the host by default"
+    assert "--user" in services["redis"]["command"] and "-flushall" in services["redis"]["command"]
+    for name in ("planner", "worker", "judge"):
+        assert {"seccomp=unconfined", "systempaths=unconfined"} <= set(services[name]["security_opt"]), name
+        assert services[name]["environment"]["CADRE_REDIS_URL"].startswith("redis://cadre:")
     flower = services["flower"]["command"]
     assert any(arg.startswith("--basic-auth=") for arg in flower) and "--persistent=True" in flower
     assert any(arg.startswith("--purge_offline_workers=") for arg in flower)
@@ -121,11 +126,12 @@ def test_the_compose_stack_runs_the_readme_goal_on_the_demo_model(tmp_path, redi
     compose = load(ROOT / "docker-compose.yml")
     services = interpolate(compose["services"], TEST_VALUES)
     redis_args = services["redis"]["command"]
-    password = redis_args[redis_args.index("--requirepass") + 1]
-    redis_server = RedisServer(tmp_path / "redis", password=password).start()
+    start = redis_args.index("--requirepass")
+    redis_server = RedisServer(tmp_path / "redis", password=redis_args[start + 1], extra_args=redis_args[start + 2:]).start()
     data_dir = tmp_path / "data"
     model_port, flower_port = free_port(), free_port()
     example = dot_env(ROOT / ".env.example", REDIS_PASSWORD=TEST_VALUES["REDIS_PASSWORD"],
+                      REDIS_ADMIN_PASSWORD=TEST_VALUES["REDIS_ADMIN_PASSWORD"],
                       FLOWER_BASIC_AUTH=TEST_VALUES["FLOWER_BASIC_AUTH"])
     base_env = {"PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp_path)),
                 "LITELLM_LOCAL_MODEL_COST_MAP": "True"}

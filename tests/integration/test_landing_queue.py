@@ -94,7 +94,7 @@ def test_outside_push_is_refetched_and_the_batch_redone(setup, tmp_path):
     worktree, sha = commit_in_slot(cache, "item-o", "o.txt", "o\n")
     other = tmp_path / "other"
     git("clone", str(remote), str(other))
-    store.redis.set(f"{queue_key(cache.url, 'main')}:last_push", time.time())  # the lander waits 2 s to push
+    store.redis.set(f"{queue_key(cache.public_url, 'main')}:last_push", time.time())  # the lander waits 2 s to push
     result = {}
     thread = threading.Thread(target=lambda: result.update(a=submit(store, cache, worktree, "main", "item-o", 1, sha, 2.0)))
     thread.start()
@@ -123,12 +123,12 @@ Lander(store, BareCache(Path(sys.argv[2]), sys.argv[3]), "main", push_interval=f
 def enqueue(store, cache, worktree, item_id, sha):
     ref = pending_ref(item_id, 1)
     git("push", "-f", cache.url, f"{sha}:{ref}", cwd=worktree)
-    store.redis.rpush(f"{queue_key(cache.url, 'main')}:queue", json.dumps(LandingRequest(item_id, 1, sha, ref).__dict__))
+    store.redis.rpush(f"{queue_key(cache.public_url, 'main')}:queue", json.dumps(LandingRequest(item_id, 1, sha, ref).__dict__))
 
 
 def test_lander_killed_mid_batch_loses_nothing_and_lands_nothing_twice(setup, redis_url):
     remote, cache, store = setup
-    key = queue_key(cache.url, "main")
+    key = queue_key(cache.public_url, "main")
     items = [f"item-k{k}" for k in range(5)]
     for k, item_id in enumerate(items):
         hold_lease(store, item_id)

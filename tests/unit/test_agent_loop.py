@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from orchestrator.agent.commands import shell_for
 from orchestrator.agent.loop import AgentLoop, Tool, Transcript, params, truncate
 from orchestrator.agent.tools import WorkspaceTools
 from orchestrator.config.settings import CadreSettings
@@ -93,7 +94,8 @@ def test_configured_price_is_used_for_unpriced_models(tmp_path):
 
 
 def test_workspace_tools_refuse_paths_outside_and_edit_exactly_once(tmp_path):
-    tools = WorkspaceTools(tmp_path, command_timeout=5)
+    shell = shell_for(CadreSettings(data_dir=tmp_path / "data"), tmp_path)
+    tools = WorkspaceTools(shell, command_timeout=5)
     (tmp_path / "f.txt").write_text("a a b")
     with pytest.raises(Exception, match="outside the workspace"):
         tools.read_file({"path": "../../etc/passwd"})
@@ -102,5 +104,5 @@ def test_workspace_tools_refuse_paths_outside_and_edit_exactly_once(tmp_path):
     tools.edit_file({"path": "f.txt", "old": "b", "new": "c"})
     assert (tmp_path / "f.txt").read_text() == "a a c"
     assert "[exit code 3]" in tools.bash({"command": "echo hi; exit 3"})
-    assert "[killed" in WorkspaceTools(tmp_path, command_timeout=0.5).bash({"command": "sleep 30"})
+    assert "[killed" in WorkspaceTools(shell, command_timeout=0.5).bash({"command": "sleep 30"})
     assert truncate("abcdef", 100) == "abcdef"

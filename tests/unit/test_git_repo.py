@@ -236,3 +236,21 @@ def test_trailer_commits(cache: BareCache, remote: str) -> None:
     assert "ab" not in git_repo.trailer_commits(wt, "HEAD", "Cadre-Item")  # a prefix is not the value
     assert git_repo.trailer_commits(wt, "HEAD", "Cadre-Item", max_count=1) == {}
     assert git_repo.trailer_commits(wt, "refs/remotes/origin/main", "Cadre-Item") == {}
+
+
+def test_cadres_git_runs_no_hooks_even_if_a_cache_config_asks_for_them(cache: BareCache, tmp_path: Path) -> None:
+    """Hooks placed in the cache (and a core.hooksPath pointing at them) never run in Cadre's own git."""
+    marker = tmp_path / "hook-ran"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    for hook in ("pre-commit", "post-commit", "post-checkout", "reference-transaction"):
+        (hooks / hook).write_text(f"#!/bin/sh\ntouch {marker}\n")
+        (hooks / hook).chmod(0o755)
+        (cache.path / "hooks" / hook).write_text(f"#!/bin/sh\ntouch {marker}\n")
+        (cache.path / "hooks" / hook).chmod(0o755)
+    run_git(cache.path, "config", "core.hooksPath", str(hooks))
+    wt = worktree(cache, "a")
+    base = git_repo.head_sha(wt)
+    _commit_file(wt, "h.txt", "h\n", "with hooks around")
+    git_repo.reset_worktree(wt, base)
+    assert not marker.exists()
