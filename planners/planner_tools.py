@@ -69,6 +69,9 @@ class PlannerTools:
             priority = int(args.get("priority", 0) or 0)
         except (TypeError, ValueError):
             raise ToolError("priority must be an integer") from None
+        start_from = str(args.get("start_from", "") or "").strip() or None
+        if start_from is not None and (start_from.startswith("-") or not re.fullmatch(r"[\w./-]+", start_from)):
+            raise ToolError(f"start_from must be a branch name such as cadre/rescue/<item>/<attempt>, not {start_from!r}")
         existing = find_duplicate(self.store.items.many(self.store.items.ids_of_run(self.node.run_id)), scope, title,
                                   instructions)
         if existing is not None:
@@ -77,7 +80,7 @@ class PlannerTools:
         item = WorkItem(
             id=new_id("item"), run_id=self.node.run_id, cycle=self.node.cycle, node_id=self.node.id, title=title,
             instructions=instructions, scope=scope, acceptance=str(args.get("acceptance", "") or ""),
-            priority=priority, round=self.node.round,
+            priority=priority, start_ref=start_from, round=self.node.round,
         )
         # Recorded as pending on the node before it is enqueued, so the node cannot settle early.
         refusal = self.store.items.add(item, self.settings.max_tasks_per_cycle)
@@ -118,6 +121,9 @@ class PlannerTools:
                              scope="files or directories the work is confined to (optional)",
                              acceptance="how to tell the work is done (optional)")
         task_params["properties"]["priority"] = {"type": "integer", "description": "higher runs first (optional)"}
+        task_params["properties"]["start_from"] = {
+            "type": "string", "description": "continue a partial item: the rescue branch holding its work in "
+                                             "progress, which the new item starts from (optional)"}
         return [
             Tool("create_task", "Create one work item; a worker starts on it at once.", task_params,
                  self.create_task),

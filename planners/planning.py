@@ -49,6 +49,7 @@ def children_handoffs(store: Store, node: PlannerNode) -> list[dict]:
         if item.round == node.round - 1:
             handoff = item.handoff
             views.append({"kind": "work item", "id": item.id, "title": item.title, "status": item.status.value,
+                          "handoff": handoff.status.value if handoff else "",
                           "commit": handoff.commit if handoff else None, "summary": handoff.summary if handoff else "",
                           "concerns": handoff.concerns if handoff else "", "deviations": handoff.deviations if handoff else "",
                           "findings": handoff.findings if handoff else "",
@@ -57,6 +58,7 @@ def children_handoffs(store: Store, node: PlannerNode) -> list[dict]:
     for child in store.nodes.many([i for i in child_ids if i.startswith("node-")]):
         if child.parent_round == node.round - 1:
             views.append({"kind": "sub-planner", "id": child.id, "title": child.area, "status": child.status.value,
+                          "handoff": "",
                           "commit": None, "summary": child.summary, "concerns": child.error, "deviations": "",
                           "findings": "", "suggestions": "", "rescue_branch": None})
     return views

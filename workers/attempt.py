@@ -6,13 +6,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.agent.backends import check_backend, command_template
+from celery.exceptions import SoftTimeLimitExceeded
+
+from orchestrator.agent.backends import artifact_patterns, check_backend, preset_for
 from orchestrator.agent.loop import AgentResult, Tool, params
 from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
 from orchestrator.flow.runs import repository_cache
 from orchestrator.git.cache import BareCache
-from orchestrator.git.repo import commit_all, commits_between, diff_stats
+from orchestrator.git.repo import commit_all, commits_between, diff_stats, unstage_onto_merge_base
 from orchestrator.git.workspace import worktree_slot
 from orchestrator.queues.shutdown import shutdown_requested
 from orchestrator.state.models import Handoff, HandoffStatus, ItemStatus, Run, RunStatus, WorkItem
@@ -23,6 +25,8 @@ from workers.integrate import item_trailers, land, land_via_queue, landed_commit
 from workers.lease import LeaseHeartbeat
 
 log = logging.getLogger(__name__)
+# An agent that ended at one of these did not finish: its work goes to a rescue branch, handed off `partial`.
+LIMIT_STATUSES = frozenset({"step_limit", "cost_limit", "limit"})
 
 
 @dataclass(frozen=True)
@@ -58,29 +62,44 @@ def commit_message(item: WorkItem, summary: str) -> str:
 
 
 def attempt_item(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease: LeaseHeartbeat) -> Outcome:
-    """Carry out one attempt; a change already on the branch (an earlier attempt landed it) is not redone."""
+    """Carry out one attempt; a change already on the branch (an earlier attempt landed it) is not redone.
+
+    A continuation item (`start_ref`: a partial item's rescue branch) starts from that branch's work,
+    staged on its base, so its commit carries the earlier work and its own as one change.
+    """
     cache = repository_cache(store, settings, run)
     upstream = f"refs/remotes/origin/{run.branch}"
     landed = landed_commit(cache.path, upstream, item.id)
     if landed is not None:
         return Outcome(ItemStatus.DONE, Handoff(status=HandoffStatus.LANDED, commit=landed, attempt=item.attempt,
                                                 summary="already on the branch: an earlier attempt landed it"))
-    with worktree_slot(cache, "worker", upstream) as worktree:
+    artifacts = artifact_patterns(preset_for(run.worker_backend, settings), settings)
+    start = f"refs/remotes/origin/{item.start_ref}" if item.start_ref else upstream
+    with worktree_slot(cache, "worker", start) as worktree:
         try:
-            return _work(store, settings, run, item, lease, cache, worktree)
+            if item.start_ref:
+                unstage_onto_merge_base(worktree, upstream)
+            return _work(store, settings, run, item, lease, cache, worktree, artifacts)
+        except SoftTimeLimitExceeded:
+            branch = preserve_work(settings, cache, item, worktree, upstream, artifacts)
+            return Outcome(ItemStatus.FAILED, Handoff(
+                status=HandoffStatus.PARTIAL if branch else HandoffStatus.FAILED, rescue_branch=branch,
+                attempt=item.attempt, summary="stopped at Cadre's time limit"
+                + (f"; work in progress on {branch}" if branch else "")), "time limit")
         except BaseException:
-            preserve_work(settings, cache, item, worktree, upstream)
+            preserve_work(settings, cache, item, worktree, upstream, artifacts)
             raise
 
 
-def preserve_work(settings: CadreSettings, cache: BareCache, item: WorkItem, worktree: Path, upstream: str) -> str | None:
+def preserve_work(settings: CadreSettings, cache: BareCache, item: WorkItem, worktree: Path, upstream: str,
+                  artifacts: tuple[str, ...] = ()) -> str | None:
     """Commit anything uncommitted and push unlanded commits to the rescue branch; returns its name, if any.
 
     Called before a worktree is given up on an error path: a slot reset must never destroy work.
     """
     try:
         commit_all(worktree, f"WIP: {item.title}\n\n{item_trailers(item.id, item.attempt)}",
-                   settings.git_author_name, settings.git_author_email)
+                   settings.git_author_name, settings.git_author_email, exclude=artifacts)
         if commits_between(worktree, upstream, "HEAD"):
             return rescue(worktree, cache, item.id, item.attempt, "attempt ended by an error").rescue_branch
     except Exception:  # preserving is best effort on an error path: log it, keep the original error
@@ -89,18 +108,21 @@ def preserve_work(settings: CadreSettings, cache: BareCache, item: WorkItem, wor
 
 
 def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease: LeaseHeartbeat,
-          cache: BareCache, worktree: Path) -> Outcome:
+          cache: BareCache, worktree: Path, artifacts: tuple[str, ...]) -> Outcome:
     store.events.emit(run.id, "agent_started", item_id=item.id, attempt=item.attempt)
     result = _run_agent(store, settings, run, item, worktree)
     store.events.emit(run.id, "agent_finished", item_id=item.id, attempt=item.attempt, status=result.status)
     summary = str(result.final_arguments.get("summary") or f"agent ended: {result.status}")
     measured = dict(tokens=result.tokens, cost_usd=round(result.cost_usd, 6), attempt=item.attempt,
-                    usage_reported=result.final_tool != "handoff" or result.tokens > 0,
-                    **handoff_notes(result.final_arguments))
+                    usage_reported=result.usage_reported, **handoff_notes(result.final_arguments))
+    if result.status in LIMIT_STATUSES:
+        return _keep_partial(settings, item, worktree, cache, measured, limit_reason(settings, result), summary,
+                             artifacts)
     if result.status in {"stopped", "failed"}:
-        reason = summary if result.status == "failed" else stop_reason(store, settings, run, result.cost_usd)
-        return _stopped(settings, item, worktree, cache, measured, reason)
-    sha = commit_all(worktree, commit_message(item, summary), settings.git_author_name, settings.git_author_email)
+        reason = summary if result.status == "failed" else stop_reason(store, run)
+        return _stopped(settings, item, worktree, cache, measured, reason, artifacts)
+    sha = commit_all(worktree, commit_message(item, summary), settings.git_author_name, settings.git_author_email,
+                     exclude=artifacts)
     if sha is None:
         return Outcome(ItemStatus.DONE, Handoff(status=HandoffStatus.NO_CHANGE, summary=summary, **measured))
     resolver = conflict_resolver(store, settings, run, item, worktree)
@@ -112,8 +134,8 @@ def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease
                        lease.still_holds, resolver)
     stats = diff_stats(worktree, f"{landing.commit}~1", landing.commit)
     store.events.emit(run.id, "pushed" if landing.landed else "rescued", item_id=item.id, attempt=item.attempt,
-               commit=landing.commit, retries=landing.retries, rescue_branch=landing.rescue_branch,
-               reason=landing.reason, conflicted_paths=landing.conflicted_paths)
+                      commit=landing.commit, retries=landing.retries, rescue_branch=landing.rescue_branch,
+                      reason=landing.reason, conflicted_paths=landing.conflicted_paths)
     if not landing.landed:
         summary = f"{summary}\n[not landed: {landing.reason}; commit kept on {landing.rescue_branch}]"
     handoff = Handoff(
@@ -125,23 +147,48 @@ def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease
     return Outcome(ItemStatus.DONE if landing.landed else ItemStatus.FAILED, handoff, landing.reason)
 
 
-def stop_reason(store: Store, settings: CadreSettings, run: Run, item_cost: float) -> str:
-    """Why an agent stopped before finishing."""
+def limit_reason(settings: CadreSettings, result: AgentResult) -> str:
+    """Which limit an agent stopped at."""
+    if result.status == "step_limit":
+        return f"its step limit ({result.steps} steps)"
+    if result.status == "cost_limit":
+        return f"the item cost budget (${settings.item_max_cost_usd:g})"
+    return result.detail or "its limit"
+
+
+def stop_reason(store: Store, run: Run) -> str:
+    """Why an agent stopped before finishing (a shutdown, or its run ended)."""
     if shutdown_requested():
         return "worker shutting down"
     current = store.runs.get(run.id)
     if current.status is not RunStatus.RUNNING:
         return f"run ended {current.status.value}" + (f": {current.reason}" if current.reason else "")
-    if settings.item_max_cost_usd is not None and item_cost >= settings.item_max_cost_usd:
-        return f"item cost budget of ${settings.item_max_cost_usd} spent"
     return "agent stopped"
 
 
+def _rescue_wip(settings: CadreSettings, item: WorkItem, worktree: Path, cache: BareCache, reason: str,
+                artifacts: tuple[str, ...]) -> str | None:
+    """Commit the work in progress and push it to the attempt's rescue branch; its name, or None if no change."""
+    wip = commit_all(worktree, f"WIP: {item.title}\n\nStopped: {reason}\n\n{item_trailers(item.id, item.attempt)}",
+                     settings.git_author_name, settings.git_author_email, exclude=artifacts)
+    return rescue(worktree, cache, item.id, item.attempt, reason).rescue_branch if wip else None
+
+
+def _keep_partial(settings: CadreSettings, item: WorkItem, worktree: Path, cache: BareCache, measured: dict,
+                  reason: str, summary: str, artifacts: tuple[str, ...]) -> Outcome:
+    """The agent stopped at a limit: nothing lands; its work waits on the rescue branch for a continuation."""
+    branch = _rescue_wip(settings, item, worktree, cache, reason, artifacts)
+    handoff = Handoff(status=HandoffStatus.PARTIAL if branch else HandoffStatus.FAILED, rescue_branch=branch,
+                      summary=f"stopped at {reason}" + (f"; work in progress on {branch} (continue from it with "
+                                                        f"create_task start_from)" if branch else "; nothing changed")
+                      + (f"\n{summary}" if summary else ""), **measured)
+    return Outcome(ItemStatus.FAILED, handoff, f"stopped at {reason}")
+
+
 def _stopped(settings: CadreSettings, item: WorkItem, worktree: Path, cache: BareCache, measured: dict,
-             reason: str) -> Outcome:
+             reason: str, artifacts: tuple[str, ...]) -> Outcome:
     """The agent stopped early or failed: its work in progress goes to the rescue branch; requeue on shutdown."""
-    wip = commit_all(worktree, f"WIP: {item.title}\n\nStopped: {reason}\n\n{item_trailers(item.id, item.attempt)}", settings.git_author_name, settings.git_author_email)
-    branch = rescue(worktree, cache, item.id, item.attempt, reason).rescue_branch if wip else None
+    branch = _rescue_wip(settings, item, worktree, cache, reason, artifacts)
     handoff = Handoff(status=HandoffStatus.RESCUED if branch else HandoffStatus.FAILED, rescue_branch=branch,
                       summary=f"stopped: {reason}" + (f"; work in progress on {branch}" if branch else ""), **measured)
     if shutdown_requested():
@@ -152,11 +199,11 @@ def _stopped(settings: CadreSettings, item: WorkItem, worktree: Path, cache: Bar
 def _run_agent(store: Store, settings: CadreSettings, run: Run, item: WorkItem, worktree: Path) -> AgentResult:
     """The run's worker backend on this item: the builtin loop, or an external agent program."""
     variables = dict(goal=run.goal, branch=run.branch, title=item.title, instructions=item.instructions,
-                     scope=item.scope, acceptance=item.acceptance)
-    template = command_template(run.worker_backend, settings)
-    if template is not None:
+                     scope=item.scope, acceptance=item.acceptance, continued_from=item.start_ref or "")
+    preset = preset_for(run.worker_backend, settings)
+    if preset is not None:
         check_backend(run.worker_backend, settings)
-        return run_external_agent(store, settings, run, item, worktree, template, variables)
+        return run_external_agent(store, settings, run, item, worktree, preset, variables)
     tools = workspace_tools(settings, worktree)
     finish = Tool("finish", "End the task with your handoff to the planner that asked for it.", HANDOFF_PARAMETERS,
                   lambda _a: "finished", terminal=True)

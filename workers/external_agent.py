@@ -1,15 +1,22 @@
-"""Running an external coding-agent program (Claude Code, Codex CLI, Aider, mini-swe-agent, ...) as a worker."""
+"""Running an external coding-agent program (Claude Code, Codex CLI, aider, mini-swe-agent, ...) as a worker.
+
+The program runs in the worktree, in the sandbox, with its own private folder per attempt (HOME,
+config, its prompt, its handoff file, its trajectory), so nothing is shared between concurrent
+agents and nothing of it sits in the worktree to be committed. Its own report says how it ended and
+what it used; tokens it reports without a cost are priced like the builtin agent's.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from orchestrator.agent.backends import agent_command, agent_env_names
+from orchestrator.agent.backends import Preset, agent_env_names, install_dirs
 from orchestrator.agent.commands import shell_for
 from orchestrator.agent.loop import AgentResult, Transcript, truncate
+from orchestrator.agent.reports import AgentReport, plain_text, read_report
 from orchestrator.config.secrets import scrub
-from orchestrator.config.settings import CadreSettings
+from orchestrator.config.settings import DEMO_MODEL_KEY, CadreSettings
 from orchestrator.flow.agent_runs import run_prompts, transcript_path
 from orchestrator.flow.budgets import enforce_run_budget
 from orchestrator.git.repo import common_git_dir
@@ -19,25 +26,11 @@ from orchestrator.state.store import Store
 
 GIT_MARGIN_SECONDS = 120
 OUTPUT_TAIL_CHARS = 4000
+KEY_VARIABLE = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
-def reported_usage(output: str, handoff: dict) -> tuple[int, float, bool]:
-    """(tokens, cost, reported): what the agent itself said it used, in its handoff or JSON output."""
-    if "tokens" in handoff or "cost_usd" in handoff:
-        return int(handoff.get("tokens") or 0), float(handoff.get("cost_usd") or 0.0), True
-    try:
-        data = json.loads(output.strip().splitlines()[-1]) if output.strip() else {}
-    except (json.JSONDecodeError, IndexError):
-        return 0, 0.0, False
-    if not isinstance(data, dict) or "total_cost_usd" not in data:
-        return 0, 0.0, False
-    usage = data.get("usage") or {}
-    tokens = int(usage.get("input_tokens", 0) or 0) + int(usage.get("output_tokens", 0) or 0)
-    return tokens, float(data["total_cost_usd"] or 0.0), True
-
-
-def read_handoff(handoff_file: Path, output: str) -> dict:
-    """The agent's handoff file as a dict; without a readable one, the tail of its output as the summary."""
+def read_handoff(handoff_file: Path, report: AgentReport, output: str) -> dict:
+    """The agent's handoff file as a dict; without a readable one, its own last words (or its output's tail)."""
     if handoff_file.is_file():
         try:
             data = json.loads(handoff_file.read_text(encoding="utf-8"))
@@ -45,41 +38,98 @@ def read_handoff(handoff_file: Path, output: str) -> dict:
                 return data
         except json.JSONDecodeError:
             pass
-    return {"summary": "(no handoff file; tail of the agent's output)\n" + output[-OUTPUT_TAIL_CHARS:]}
+    if report.summary.strip():
+        return {"summary": report.summary.strip()}
+    return {"summary": "(no handoff file; tail of the agent's output)\n" + plain_text(output)[-OUTPUT_TAIL_CHARS:]}
+
+
+def template_values(settings: CadreSettings, io_dir: Path, home: Path, prompt: str, preset: Preset) -> dict[str, str]:
+    """What the preset's placeholders stand for in this attempt."""
+    litellm_model = settings.model_for("worker")
+    return {"prompt": prompt, "prompt_file": str(io_dir / "prompt.md"), "handoff_file": str(io_dir / "handoff.json"),
+            "io_dir": str(io_dir), "home": str(home), "litellm_model": litellm_model,
+            "model": litellm_model.split("/", 1)[-1] if preset.strip_provider else litellm_model,
+            "api_base": settings.api_base_for("worker") or "", "max_steps": str(settings.worker_max_steps),
+            "max_cost": f"{settings.item_max_cost_usd or 0:g}"}
+
+
+def model_key_env(settings: CadreSettings) -> dict[str, str]:
+    """The worker model's key under its provider's variable (OPENAI_API_KEY...), when Cadre holds it."""
+    key = DEMO_MODEL_KEY if settings.uses_demo_model("worker") else (
+        settings.api_key.get_secret_value() if settings.api_key else "")
+    variable = KEY_VARIABLE.get(settings.model_for("worker").split("/", 1)[0])
+    return {variable: key} if key and variable else {}
+
+
+def write_model_metadata(settings: CadreSettings, path: Path) -> None:
+    """litellm's model-metadata file (for aider): the configured price of the worker model, if any."""
+    model, price = settings.model_for("worker"), settings.role_setting("worker", "price_per_mtok")
+    metadata = {} if price is None else {model: {
+        "input_cost_per_token": price[0] / 1_000_000, "output_cost_per_token": price[1] / 1_000_000,
+        "litellm_provider": model.split("/", 1)[0], "mode": "chat", "max_tokens": 8192}}
+    path.write_text(json.dumps(metadata), encoding="utf-8")
+
+
+def priced(settings: CadreSettings, report: AgentReport) -> float:
+    """The report's cost, or, when it gave tokens only, their price (configured, else litellm's table, else 0)."""
+    if report.cost_usd is not None:
+        return report.cost_usd
+    price = settings.role_setting("worker", "price_per_mtok")
+    from orchestrator.agent.model_access import price_tokens, table_cost  # litellm's import is slow
+
+    if price is not None:
+        return price_tokens(price, report.prompt_tokens, report.completion_tokens)
+    return table_cost(settings.model_for("worker"), report.prompt_tokens, report.completion_tokens) or 0.0
 
 
 def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: WorkItem, worktree: Path,
-                       template: str, variables: dict) -> AgentResult:
-    """Run the program in the worktree; status `finished` (exit 0), `failed` or `stopped` (killed)."""
+                       preset: Preset, variables: dict) -> AgentResult:
+    """Run the program in the worktree; status `finished`, `limit` (its own limit or Cadre's time limit),
+    `failed`, or `stopped` (the worker is shutting down)."""
     io_dir = settings.data_dir / "agent-io" / run.id / f"{item.id}-{item.attempt}"
-    home = io_dir / "home"  # a private HOME per attempt: nothing shared between concurrent agents
+    home = io_dir / "home"
     home.mkdir(parents=True, exist_ok=True)
-    handoff_file, prompt_file = io_dir / "handoff.json", io_dir / "prompt.md"
-    handoff_file.unlink(missing_ok=True)
     prompts = run_prompts(settings, run, worktree)
-    prompt = prompts.render("worker", "external_handoff", handoff_file=str(handoff_file),
-                            system=prompts.render("worker", "system", **variables),
-                            task=prompts.render("worker", "task", **variables))
-    prompt = scrub(prompt)
-    prompt_file.write_text(prompt, encoding="utf-8")
-    argv = agent_command(template, str(prompt_file), prompt, str(handoff_file), settings.worker_model or "")
+    handoff_file = io_dir / "handoff.json"
+    handoff_file.unlink(missing_ok=True)
+    prompt = scrub(prompts.render("worker", "external_task", handoff_file=str(handoff_file),
+                                  task=prompts.render("worker", "task", **variables), **variables))
+    (io_dir / "prompt.md").write_text(prompt, encoding="utf-8")
+    write_model_metadata(settings, io_dir / "model-metadata.json")
+    values = template_values(settings, io_dir, home, prompt, preset)
+    argv = preset.argv(values, api_base=bool(values["api_base"]), budget=bool(settings.item_max_cost_usd))
+    env = {**preset.environment(values, api_base=bool(values["api_base"])), **model_key_env(settings)}
+    shell = shell_for(settings, worktree, readable=(common_git_dir(worktree), *install_dirs(preset.program)),
+                      writable=(io_dir,),
+                      env_names=agent_env_names(preset, settings), extra_env=env, network=True, home=str(home))
     transcript = Transcript(transcript_path(run.id, f"worker-{item.id}-{item.attempt}"))
     transcript.write("user", content=prompt)
     transcript.write("command", argv=[truncate(word, 200) for word in argv])
     timeout = max(settings.worker_time_limit_seconds - GIT_MARGIN_SECONDS, 30)
-    shell = shell_for(settings, worktree, readable=(common_git_dir(worktree),), writable=(io_dir,),
-                      env_names=agent_env_names(run.worker_backend, settings), network=True, home=str(home))
     code, output = shell.run(argv, timeout, shutdown_event())
-    handoff = read_handoff(handoff_file, output)
-    tokens, cost, reported = reported_usage(output, handoff)
+    report = read_report(preset.report, code, output, io_dir)
+    handoff = read_handoff(handoff_file, report, output)
+    prompt_tokens, completion_tokens, cost = report.prompt_tokens, report.completion_tokens, priced(settings, report)
+    reported = report.reported or "tokens" in handoff or "cost_usd" in handoff
+    if not report.reported and reported:  # only its handoff says what it used
+        prompt_tokens, completion_tokens = 0, int(handoff.get("tokens") or 0)
+        cost = float(handoff.get("cost_usd") or 0.0)
+    tokens = prompt_tokens + completion_tokens
     store.usage.add(run.id, "worker", tokens, cost, {"cycle": str(item.cycle), "node": item.node_id,
                                                      "item": item.id}, reported=reported)
     enforce_run_budget(store, run.id, settings.budget_warning_fraction)
-    status = "finished" if code == 0 else ("stopped" if code is None and shutdown_requested() else "failed")
-    transcript.write("output", exit_code=code, output=truncate(output, settings.tool_output_chars))
-    transcript.write("end", status=status, tokens=tokens, cost_usd=cost, usage_reported=reported)
+    status, detail = _status(code, report)
+    transcript.write("output", exit_code=code, output=truncate(plain_text(output), settings.tool_output_chars))
+    transcript.write("end", status=status, detail=detail, tokens=tokens, cost_usd=cost, usage_reported=reported)
     transcript.close()
-    if status == "failed":
-        handoff["summary"] = f"agent exited {code if code is not None else 'on its time limit'}: {handoff['summary']}"
+    if status in {"failed", "limit"}:
+        handoff["summary"] = f"agent {'stopped at ' if status == 'limit' else 'failed: '}{detail}: {handoff['summary']}"
     return AgentResult(status=status, final_tool="handoff", final_arguments=handoff, steps=1,
-                       completion_tokens=tokens, cost_usd=cost, transcript=transcript.path)
+                       prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost,
+                       transcript=transcript.path, detail=detail, usage_reported=reported)
+
+
+def _status(code: int | None, report: AgentReport) -> tuple[str, str]:
+    if code is None:
+        return ("stopped", "worker shutting down") if shutdown_requested() else ("limit", "Cadre's time limit")
+    return report.outcome, report.detail

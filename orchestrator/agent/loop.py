@@ -56,7 +56,8 @@ class ChatModel(Protocol):
 
 @dataclass
 class AgentResult:
-    """How an agent run ended: `finished` (a terminal tool was called), `step_limit` or `stopped`."""
+    """How an agent run ended: `finished` (a terminal tool was called), at a limit (`step_limit`,
+    `cost_limit`, or `limit` for an external agent's own, with `detail`), `stopped` or `failed`."""
 
     status: str
     final_tool: str | None = None
@@ -66,6 +67,8 @@ class AgentResult:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     transcript: Path | None = None
+    detail: str = ""
+    usage_reported: bool = True
 
     @property
     def tokens(self) -> int:
@@ -158,7 +161,7 @@ class AgentLoop:
                 messages.append(reply.as_message())
                 self.transcript.write("assistant", step=result.steps, content=reply.content,
                                       tool_calls=[c.__dict__ for c in reply.tool_calls],
-                                      tokens=reply.tokens, cost_usd=reply.cost_usd)
+                                      tokens=reply.tokens, cost_usd=reply.cost_usd, model=getattr(reply, "model", ""))
                 if not reply.tool_calls:
                     nudge = "Reply with tool calls only. Call a tool to act, or the finishing tool when done."
                     messages.append({"role": "user", "content": nudge})

@@ -45,6 +45,7 @@ class ModelReply:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     priced: bool = True
+    model: str = ""
 
     @property
     def tokens(self) -> int:
@@ -114,17 +115,41 @@ class LiteLLMModel:
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-        cost, priced = self._cost(response, prompt_tokens, completion_tokens)
+        served = self.served_by(getattr(response, "model", None) or "")
+        cost, priced = self._cost(response, served, prompt_tokens, completion_tokens)
         return ModelReply(content=message.content, tool_calls=calls, prompt_tokens=prompt_tokens,
-                          completion_tokens=completion_tokens, cost_usd=cost, priced=priced)
+                          completion_tokens=completion_tokens, cost_usd=cost, priced=priced, model=served)
 
-    def _cost(self, response, prompt_tokens: int, completion_tokens: int) -> tuple[float, bool]:
-        """Cost from the configured price, else litellm's cost table, else 0 (marked unpriced)."""
-        if self.price is not None:
-            per_input, per_output = self.price
-            return (prompt_tokens * per_input + completion_tokens * per_output) / 1_000_000, True
+    def served_by(self, response_model: str) -> str:
+        """The configured model (primary or a fallback) that answered, from the model name in the response."""
+        for fallback in self.fallbacks:
+            name = fallback.split("/", 1)[-1]
+            if response_model and (response_model == name or response_model.startswith(f"{name}-")):
+                return fallback
+        return self.model
+
+    def _cost(self, response, served: str, prompt_tokens: int, completion_tokens: int) -> tuple[float, bool]:
+        """Cost of the model that served the reply: the configured price (for the primary model), else
+        litellm's cost table for the served model, else 0 (marked unpriced)."""
+        if self.price is not None and served == self.model:
+            return price_tokens(self.price, prompt_tokens, completion_tokens), True
         try:
-            return float(litellm.completion_cost(completion_response=response, model=self.model)), True
+            return float(litellm.completion_cost(completion_response=response, model=served)), True
         except Exception as exc:  # litellm raises a bare Exception for models missing from its table
-            log.debug("no price for model %s (%s); counting cost 0", self.model, exc)
+            log.debug("no price for model %s (%s); counting cost 0", served, exc)
             return 0.0, False
+
+
+def price_tokens(price: tuple[float, float], prompt_tokens: int, completion_tokens: int) -> float:
+    """USD for the tokens at `price` = (input, output) USD per million tokens."""
+    return (prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000
+
+
+def table_cost(model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """USD for the tokens of `model` from litellm's cost table, or None when the table has no price for it."""
+    try:
+        prompt_cost, completion_cost = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens,
+                                                              completion_tokens=completion_tokens)
+    except Exception:  # litellm raises a bare Exception for models missing from its table
+        return None
+    return float(prompt_cost + completion_cost)

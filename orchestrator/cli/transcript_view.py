@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 from rich.console import Console
 from rich.panel import Panel
+
+from orchestrator.agent.reports import plain_text
 
 STYLE = {"system": "dim", "user": "cyan", "assistant": "green", "tool": "yellow", "output": "yellow", "end": "bold"}
 
@@ -31,6 +34,10 @@ def print_transcript(console: Console, path: Path) -> None:
             body, title = entry.get("output", ""), f"tool {entry.get('name')}"
         elif kind in {"system", "user"}:
             body, title = entry.get("content", ""), kind
+        elif kind == "command":
+            body, title = shlex.join(entry.get("argv", [])), "external agent command"
+        elif kind == "output":
+            body, title = plain_text(entry.get("output", "")), f"agent output · exit code {entry.get('exit_code')}"
         else:
             body, title = json.dumps(entry, indent=1), kind
         console.print(Panel(body or "(empty)", title=title, title_align="left", style=STYLE.get(kind, "")),

@@ -92,6 +92,9 @@ class CadreSettings(BaseSettings):
 
     worker_backend: str = "builtin"
     """Default worker agent: `builtin`, `claude-code`, `codex`, `aider`, `mini-swe-agent` or `command`."""
+    worker_artifacts: list[str] = Field(default_factory=list)
+    """Glob patterns (relative to the worktree) an external agent leaves that are never committed, besides
+    its preset's own (e.g. `[".myagent/*"]`)."""
     worker_agent_env: list[str] = Field(default_factory=list)
     """Names of environment variables an external worker agent may see besides its backend's own
     (its model's key and base URL), as a JSON list."""

@@ -72,7 +72,10 @@ def run_role_agent(store: Store, role: Role, run_id: str, transcript_name: str, 
         on_reply=record, should_stop=must_stop,
     )
     try:
-        return loop.run(system, user)
+        result = loop.run(system, user)
+        if result.status == "stopped" and max_cost_usd is not None and spent["cost"] >= max_cost_usd:
+            result.status = "cost_limit"
+        return result
     except ModelAccessError as exc:
         log.error("run %s: %s", run_id, exc)
         store.runs.end(run_id, RunStatus.FAILED, str(exc))

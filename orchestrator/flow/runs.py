@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.agent.backends import BackendUnavailable, command_template
+from orchestrator.agent.backends import BackendUnavailable, preset_for
 from orchestrator.config.secrets import redact_url, register_secret, url_credentials
 from orchestrator.config.settings import ROLES, CadreSettings
 from orchestrator.flow.cycles import new_cycle
@@ -66,7 +66,7 @@ def start_run(store: Store, settings: CadreSettings, request: RunRequest) -> Run
     cycles = request.max_cycles if request.max_cycles is not None else settings.max_cycles
     backend = request.backend or settings.worker_backend
     try:
-        command_template(backend, settings)
+        preset_for(backend, settings)
     except BackendUnavailable as exc:
         raise RunRequestError(str(exc)) from None
     budgets = request.budgets

@@ -70,6 +70,14 @@ def common_git_dir(path: PathArg) -> Path:
     return private.parent.parent if private.parent.name == "worktrees" else private
 
 
+def unstage_onto_merge_base(path: PathArg, upstream: str) -> None:
+    """Turn the worktree's own commits (those not in `upstream`) back into staged changes on their base,
+    so that the next commit carries them and what is added to them as one change."""
+    check_args(upstream=upstream)
+    base = run_git(path, "merge_base", "HEAD", upstream, what=f"no common history with {upstream}").strip()
+    run_git(path, "reset", "--soft", base)
+
+
 def rebase_in_progress(path: PathArg) -> bool:
     """Whether a rebase is stopped in the worktree at `path`."""
     gd = _git_dir(path)
@@ -117,11 +125,13 @@ def changed_paths(path: PathArg) -> list[str]:
     return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
 
 
-def commit_all(path: PathArg, message: str, author_name: str, author_email: str) -> str | None:
-    """Stage everything and commit it with `message` kept verbatim; None when nothing changed."""
+def commit_all(path: PathArg, message: str, author_name: str, author_email: str,
+               exclude: tuple[str, ...] = ()) -> str | None:
+    """Stage everything but paths matching the `exclude` globs (at any depth) and commit it with `message`
+    kept verbatim; None when nothing changed."""
     if not message.strip():
         raise GitError("commit message is empty")
-    run_git(path, "add", "-A")
+    run_git(path, "add", "-A", "--", ".", *(f":(exclude,glob)**/{pattern}" for pattern in exclude))
     if not run_git(path, "diff", "--cached", "--name-only", "-z"):
         return None
     with tempfile.TemporaryFile() as stream:  # `-F -` keeps trailers and blank lines verbatim

@@ -66,6 +66,7 @@ class HandoffStatus(StrEnum):
     LANDED = "landed"
     NO_CHANGE = "no_change"
     RESCUED = "rescued"
+    PARTIAL = "partial"  # stopped at a limit; its work is on `rescue_branch`, to be continued
     FAILED = "failed"
 
 
@@ -171,6 +172,7 @@ class WorkItem(Contract):
     scope: str = ""
     acceptance: str = ""
     priority: int = 0
+    start_ref: str | None = None  # a branch to start from (a partial item's rescue branch), not the branch head
     round: int = 1
     status: ItemStatus = ItemStatus.PENDING
     attempt: int = 0

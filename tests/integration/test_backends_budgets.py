@@ -125,3 +125,20 @@ def test_no_secret_reaches_transcripts_logs_or_events(cadre, remote, store, tmp_
     assert secret not in stack.logs() and "sk-test-not-a-real-key-123" not in stack.logs()
     raw_events = store.redis.xrange(f"cadre:run:{run_id}:events")
     assert not any(secret in fields["event"] for _id, fields in raw_events)
+
+
+def test_the_builtin_agent_at_its_step_limit_hands_off_partial_never_done(cadre, remote, store):
+    def policy(request):
+        names = tool_names(request)
+        if "write_file" in names:  # a worker that never calls finish: one more line per step
+            return reply(call("bash", command=f"echo step {len(tool_results(request))} >> half.txt"))
+        return single_item_plan("write half.txt: never finished")(request)
+
+    with ScriptedModelServer(policy) as server:
+        stack = start_stack(cadre, server, CADRE_WORKER_MAX_STEPS="3")
+        result, run_id, status = run_and_wait(stack, remote, "Run out of steps.")
+    [task] = status["tasks"]
+    handoff = store.items.get(task["id"]).handoff
+    assert task["status"] == "failed" and task["commit"] is None and handoff.status.value == "partial"
+    assert "its step limit (3 steps)" in handoff.summary and handoff.rescue_branch == f"cadre/rescue/{task['id']}/1"
+    assert "half.txt" not in remote_log(remote)[0] and len(remote_log(remote)) == 1, "nothing landed"

@@ -106,3 +106,26 @@ def test_workspace_tools_refuse_paths_outside_and_edit_exactly_once(tmp_path):
     assert "[exit code 3]" in tools.bash({"command": "echo hi; exit 3"})
     assert "[killed" in WorkspaceTools(shell, command_timeout=0.5).bash({"command": "sleep 30"})
     assert truncate("abcdef", 100) == "abcdef"
+
+
+def test_a_reply_served_by_a_fallback_is_priced_as_the_fallback():
+    """The primary model (with a configured price) is down; gpt-4o-mini, a fallback litellm has a price for,
+    answers: the reply costs what gpt-4o-mini costs, not the primary's configured price."""
+    import litellm
+
+    from orchestrator.agent.model_access import LiteLLMModel
+    from orchestrator.local.scripted_model import ScriptedError, ScriptedReply
+
+    def policy(request: dict):
+        if request["model"] == "scripted-primary":
+            return ScriptedError(status=500, message="primary down")
+        return ScriptedReply(content="ok", prompt_tokens=1000, completion_tokens=100)
+
+    with ScriptedModelServer(policy) as server:
+        settings = CadreSettings(worker_model="openai/scripted-primary", worker_api_base=server.base_url,
+                                 api_key="sk-test-key-000", worker_price_per_mtok=(100.0, 100.0),
+                                 worker_fallbacks=["openai/gpt-4o-mini"], model_retries=0)
+        reply_ = LiteLLMModel(settings, "worker").complete([{"role": "user", "content": "hi"}], [])
+    expected = sum(litellm.cost_per_token(model="openai/gpt-4o-mini", prompt_tokens=1000, completion_tokens=100))
+    assert reply_.model == "openai/gpt-4o-mini"
+    assert reply_.cost_usd == pytest.approx(expected) and reply_.cost_usd < 0.01  # not 1100 tokens at $100/M
