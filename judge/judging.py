@@ -12,6 +12,8 @@ from orchestrator.flow.cycles import start_cycle
 from orchestrator.flow.runs import repository_cache
 from orchestrator.git.workspace import worktree_slot
 from orchestrator.state.models import TERMINAL_RUN_STATUSES, CycleStatus, Run, RunStatus, Verdict
+from orchestrator.state.keys import Keys
+from orchestrator.state.locks import KeptLock
 from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
@@ -35,11 +37,26 @@ def as_bool(value) -> bool:
 
 
 def judge_cycle(store: Store, run_id: str, number: int) -> None:
-    """Judge cycle `number` once: record its verdict, then end the run or start the next cycle."""
+    """Judge cycle `number` once: record its verdict, then end the run or start the next cycle.
+
+    The judge holds a lease on the cycle while it works (a second delivery meanwhile is dropped); if
+    its host dies, the lease lapses and the tick sends the cycle to another judge.
+    """
     cycle = store.cycles.get(run_id, number)
     if cycle.status is not CycleStatus.JUDGING:
         log.info("run %s cycle %s is %s; judge delivery dropped", run_id, number, cycle.status)
         return
+    lease = KeptLock(store.redis, Keys.judge_lease(run_id, number), get_settings().lease_seconds)
+    if not lease.acquire():
+        store.events.emit(run_id, "delivery_dropped", cycle=number, reason="another judge holds the cycle")
+        return
+    try:
+        _judge(store, run_id, number)
+    finally:
+        lease.release()
+
+
+def _judge(store: Store, run_id: str, number: int) -> None:
     run = store.runs.get(run_id)
     if run.status in TERMINAL_RUN_STATUSES:
         store.cycles.close(run_id, number, Verdict(done=False, reason=f"run already {run.status}"))

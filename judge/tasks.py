@@ -29,8 +29,8 @@ def judge_cycle_task(self, run_id: str, cycle: int) -> None:
         raise self.retry(exc=exc, countdown=min(2 ** self.request.retries * 5, 120))
 
 
-@app.task(name=TICK, time_limit=get_settings().check_timeout_seconds + 120,
-          soft_time_limit=get_settings().check_timeout_seconds + 90)
+@app.task(name=TICK, time_limit=max(int(get_settings().tick_seconds), 60) + 30,
+          soft_time_limit=max(int(get_settings().tick_seconds), 60))
 def tick_task() -> None:
     """The safety net: re-trigger whatever a lost message left waiting."""
     tick(get_store(), get_settings())

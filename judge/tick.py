@@ -1,6 +1,7 @@
 """The periodic tick (`cadre beat`): a safety net that re-triggers what a lost message left waiting.
 
-Every step it takes is an idempotent transition, so a tick racing the normal trigger is harmless.
+Every step it takes is an idempotent transition, so a tick racing the normal trigger is harmless. It
+never runs a check itself: checks are tasks of their own (`workers/maintenance.py`).
 """
 
 from __future__ import annotations
@@ -10,26 +11,29 @@ import logging
 from judge.reaper import reap_lapsed_attempts
 from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.budgets import enforce_run_budget
-from orchestrator.flow.checks import check_branch_head, last_checked_head
 from orchestrator.flow.cycles import close_cycle, node_maybe_settled
-from orchestrator.flow.runs import repository_cache
-from orchestrator.git.runner import GitError
-from orchestrator.git.workspace import worktree_slot
-from orchestrator.state.models import SETTLED_NODE_STATUSES, CycleStatus, NodeStatus, Run, now
+from orchestrator.flow.recovery import resend_lost_work
+from orchestrator.queues.dispatch import dispatch_check, dispatch_sweep
+from orchestrator.state.keys import Keys
+from orchestrator.state.models import SETTLED_NODE_STATUSES, CycleStatus, NodeStatus, now
 from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
 PLANNER_GRACE_SECONDS = 120
+SWEEP_SECONDS = 600  # leftover pending refs of a run's repository are swept at most this often
 
 
 def tick(store: Store, settings: CadreSettings) -> None:
-    """Reap lapsed leases; then for every active run: end planners lost past their time limit, settle
-    nodes whose children all settled, hand a settled root's cycle to the judge, and check a moved head."""
+    """Short by design (it runs every CADRE_TICK_SECONDS and expires): reap lapsed leases; then for every
+    active run enforce budgets, send again what a lost message left waiting, end planners lost past their
+    time limit, settle nodes whose children all settled, hand a settled root's cycle to the judge, and ask
+    for (never run) a check of a moved head and a sweep of leftover pending refs."""
     reap_lapsed_attempts(store, settings)
     for run_id in store.runs.active_ids():
         if enforce_run_budget(store, run_id, settings.budget_warning_fraction):
             continue
         run = store.runs.get(run_id)
+        resend_lost_work(store, run, settings.tick_seconds)
         cycle = store.cycles.get(run_id, run.cycle)
         if cycle.status is not CycleStatus.PLANNING:
             continue
@@ -42,19 +46,8 @@ def tick(store: Store, settings: CadreSettings) -> None:
             node_maybe_settled(store, node.id)
         if store.nodes.get(cycle.root_node_id).status in SETTLED_NODE_STATUSES:
             close_cycle(store, run_id, run.cycle)
-        elif run.check_command:
-            check_moved_head(store, settings, run)
-
-
-def check_moved_head(store: Store, settings: CadreSettings, run: Run) -> None:
-    """Run the check command on the branch head if it moved since the last check."""
-    try:
-        cache = repository_cache(store, settings, run)
-        head = cache.head(run.branch)
-    except GitError as exc:
-        log.warning("run %s: cannot read the branch head for the check: %s", run.id, exc)
-        return
-    if head == last_checked_head(store, run.id):
-        return
-    with worktree_slot(cache, "judge", head) as worktree:
-        check_branch_head(store, settings, run, run.cycle, worktree, "tick")
+        elif run.check_command and store.redis.set(Keys.check_requested(run_id), 1, nx=True,
+                                                   ex=max(int(settings.tick_seconds), 1)):
+            dispatch_check(run_id)
+        if store.redis.set(Keys.sweep_requested(run_id), 1, nx=True, ex=SWEEP_SECONDS):
+            dispatch_sweep(run_id)

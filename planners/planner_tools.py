@@ -68,7 +68,9 @@ class PlannerTools:
         try:
             priority = int(args.get("priority", 0) or 0)
         except (TypeError, ValueError):
-            raise ToolError("priority must be an integer") from None
+            raise ToolError("priority must be an integer from 0 to 9") from None
+        if not 0 <= priority <= 9:
+            raise ToolError("priority must be an integer from 0 to 9 (higher runs first)")
         start_from = str(args.get("start_from", "") or "").strip() or None
         if start_from is not None and (start_from.startswith("-") or not re.fullmatch(r"[\w./-]+", start_from)):
             raise ToolError(f"start_from must be a branch name such as cadre/rescue/<item>/<attempt>, not {start_from!r}")
@@ -120,7 +122,8 @@ class PlannerTools:
                              instructions="complete, self-contained instructions for one worker",
                              scope="files or directories the work is confined to (optional)",
                              acceptance="how to tell the work is done (optional)")
-        task_params["properties"]["priority"] = {"type": "integer", "description": "higher runs first (optional)"}
+        task_params["properties"]["priority"] = {"type": "integer", "minimum": 0, "maximum": 9,
+                                                 "description": "0-9, higher starts first (optional, default 0)"}
         task_params["properties"]["start_from"] = {
             "type": "string", "description": "continue a partial item: the rescue branch holding its work in "
                                              "progress, which the new item starts from (optional)"}

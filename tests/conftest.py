@@ -80,11 +80,11 @@ def cadre(tmp_path, redis_url, redis_client) -> Iterator[Callable]:
             self.data_dir = tmp_path / "data"
             self.env = cadre_env(redis_url, self.data_dir, model_base_url, **extra)
 
-        def worker(self, role: str, concurrency: int = 1) -> CadreProcess:
+        def worker(self, role: str, concurrency: int = 1, *extra: str) -> CadreProcess:
             """A `cadre worker` of `role`; several of one role get their own node names (`--index`)."""
             index = 1 + sum(p.args[:3] == ["worker", "--role", role] for p in started)
-            process = CadreProcess(["worker", "--role", role, "--concurrency", str(concurrency), "--index", str(index)],
-                                   self.env, tmp_path / f"{role}-{len(started)}.log")
+            process = CadreProcess(["worker", "--role", role, "--concurrency", str(concurrency), "--index", str(index),
+                                    *extra], self.env, tmp_path / f"{role}-{len(started)}.log")
             started.append(process)
             return process
 

@@ -2,15 +2,17 @@
 
 A worker pushes its commit to a unique ref, `refs/cadre/pending/<item>/<attempt>`, queues a request
 in Redis and waits for the answer: landed (with the commit on the branch) or conflict (with the
-paths). Whoever holds the branch's lander lock (SET NX with a TTL, so exactly one at a time across
-machines) drains the queue: it merges each commit onto the current tip with `merge-tree`, replays
+paths). Whoever holds the branch's lander lock (a redis-py Lock kept alive while it works, so exactly
+one at a time across machines) drains the queue: it merges each commit onto the current tip with `merge-tree`, replays
 it with `commit-tree` (author and message kept), and moves the branch with one compare-and-swap
 push per batch, at most one push per `CADRE_LAND_PUSH_INTERVAL_SECONDS`. The lander never edits
 code: a conflicting item is answered once, and its worker rebases, resolves and resubmits.
 
 Crash safety: a request stays in the `processing` list until answered; a new lander puts
 unanswered requests back first, and an item whose trailer is already on the branch is answered
-"landed" with that commit, so a lander killed mid-batch loses nothing and lands nothing twice.
+"landed" with that commit, so a lander killed mid-batch loses nothing and lands nothing twice. A
+lander that stalled past its lock pushes, answers and clears nothing once it wakes. Answered
+requests' pending refs are deleted from the remote; `sweep_pending_refs` removes leftovers.
 """
 
 from __future__ import annotations
@@ -18,19 +20,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 
 from orchestrator.git.cache import BareCache
 from orchestrator.git.plumbing import (
-    fetch_ref,
+    delete_remote_refs,
+    fetch_refs,
     has_commit,
     merge_onto,
     push_if_unchanged,
+    remote_refs,
     replay_commit,
 )
 from orchestrator.git.repo import push, trailer_commits
+from orchestrator.git.runner import GitError
+from orchestrator.state.locks import KeptLock, LockLost
+from orchestrator.state.models import ItemStatus
+from orchestrator.state.records import UnknownRecord
 from orchestrator.state.store import Store
 from workers.integrate import ITEM_TRAILER
 
@@ -88,57 +97,72 @@ def submit(store: Store, cache: BareCache, worktree, branch: str, item_id: str, 
 
 
 class Lander:
-    """Drains one branch's landing queue while holding its lock."""
+    """Drains one branch's landing queue while holding its lock (a redis-py Lock kept alive while it works).
 
-    def __init__(self, store: Store, cache: BareCache, branch: str, push_interval: float = 0.0):
+    Every side effect (the push, the answers, clearing the in-flight list) happens only while the lock
+    is still ours: a lander that stalled past its lock's TTL finds it lost and stops without touching
+    what its successor took over.
+    """
+
+    def __init__(self, store: Store, cache: BareCache, branch: str, push_interval: float = 0.0,
+                 lock_seconds: float = LOCK_SECONDS):
         self.store, self.cache, self.branch, self.push_interval = store, cache, branch, push_interval
         self.key = queue_key(cache.public_url, branch)
-        self.token = uuid.uuid4().hex
+        self.lock = KeptLock(store.redis, f"{self.key}:lock", lock_seconds)
 
     def drain_if_free(self) -> int:
         """Become the lander if nobody is, land everything queued, step down; returns items answered."""
-        if not self.store.redis.set(f"{self.key}:lock", self.token, nx=True, ex=LOCK_SECONDS):
+        if not self.lock.acquire():
             return 0
+        answered = 0
+        # Who lands now, for operators (and fault injection): this process, for as long as it holds the lock.
+        self.store.redis.set(f"{self.key}:lander", f"{socket.gethostname()}:{os.getpid()}",
+                             px=int(self.lock.seconds * 1000))
         try:
             self._requeue_unanswered()
-            answered = 0
             while batch := self._take_batch():
                 answered += self._land_batch(batch)
-                self.store.redis.set(f"{self.key}:lock", self.token, xx=True, ex=LOCK_SECONDS)
-            return answered
+        except LockLost as exc:
+            log.warning("lander of %s stepped down: %s", self.branch, exc)
         finally:
-            if self.store.redis.get(f"{self.key}:lock") == self.token:
-                self.store.redis.delete(f"{self.key}:lock")
+            self.lock.release()
+        return answered
 
     def _requeue_unanswered(self) -> None:
-        # A previous lander died mid-batch: its requests go back to the front, in order.
+        # A previous lander died or stalled mid-batch: its requests go back to the front, in order.
         while self.store.redis.lmove(f"{self.key}:processing", f"{self.key}:queue", "RIGHT", "LEFT"):
-            pass
+            self.lock.check()
 
     def _take_batch(self) -> list[LandingRequest]:
+        self.lock.check()
         raws = [self.store.redis.lmove(f"{self.key}:queue", f"{self.key}:processing", "LEFT", "RIGHT")
                 for _ in range(BATCH_SIZE)]
         return [LandingRequest(**json.loads(raw)) for raw in raws if raw is not None]
 
     def _land_batch(self, batch: list[LandingRequest]) -> int:
         """Land a batch onto the tip with one CAS push; on an outside push, refetch and redo it."""
+        missing = [r.ref for r in batch if not has_commit(self.cache.path, r.commit)]
+        fetch_refs(self.cache.path, self.cache.url, missing)  # the batch's pending commits, in one fetch
         while True:
             self.cache.fetch()
             tip = self.cache.head(self.branch)
             new_tip, answers = tip, []
-            landed_items = trailer_commits(self.cache.path, tip, ITEM_TRAILER)  # one scan per batch, kept up to date below
+            landed_items = trailer_commits(self.cache.path, tip, ITEM_TRAILER)  # kept up to date below
             for request in batch:
                 answer, new_tip = self._land_one(request, new_tip, landed_items)
                 answers.append((request, answer))
             if new_tip == tip or self._push(new_tip, tip):
                 break
             log.info("branch %s moved under the lander; redoing a batch of %s", self.branch, len(batch))
-        pipe = self.store.redis.pipeline(transaction=True)
-        for request, answer in answers:
-            pipe.rpush(_answer_key(request.item_id, request.attempt), json.dumps(asdict(answer)))
-            pipe.expire(_answer_key(request.item_id, request.attempt), ANSWER_TTL_SECONDS)
-        pipe.delete(f"{self.key}:processing")
-        pipe.execute()
+
+        def answer(pipe) -> None:
+            for request, reply in answers:
+                pipe.rpush(_answer_key(request.item_id, request.attempt), json.dumps(asdict(reply)))
+                pipe.expire(_answer_key(request.item_id, request.attempt), ANSWER_TTL_SECONDS)
+            pipe.delete(f"{self.key}:processing")
+
+        self.lock.write_if_held(answer)
+        self._forget_pending_refs(batch)
         return len(answers)
 
     def _land_one(self, request: LandingRequest, tip: str, landed_items: dict[str, str]) -> tuple[LandingAnswer, str]:
@@ -146,8 +170,6 @@ class Lander:
             return LandingAnswer("landed", landed_items[request.item_id]), tip
         if self.store.items.lease_holder(request.item_id) != request.attempt:
             return LandingAnswer("stale"), tip  # fencing: only the attempt holding the lease lands
-        if not has_commit(self.cache.path, request.commit):
-            fetch_ref(self.cache.path, self.cache.url, request.ref)
         tree, conflicts = merge_onto(self.cache.path, tip, request.commit)
         if tree is None:
             return LandingAnswer("conflict", conflicted_paths=conflicts), tip
@@ -160,7 +182,31 @@ class Lander:
         wait = last + self.push_interval - time.time()
         if wait > 0:
             time.sleep(wait)
+        self.lock.check()  # a lander that lost its lock while waiting never pushes
         pushed = push_if_unchanged(self.cache.path, self.cache.url, new_tip, self.branch, expected)
         if pushed:
             self.store.redis.set(f"{self.key}:last_push", time.time(), ex=ANSWER_TTL_SECONDS)
         return pushed
+
+    def _forget_pending_refs(self, batch: list[LandingRequest]) -> None:
+        """Delete the answered requests' pending refs on the remote (each only if it was not pushed again)."""
+        try:
+            delete_remote_refs(self.cache.path, self.cache.url, {r.ref: r.commit for r in batch})
+        except GitError as exc:  # the sweeper removes what is left; landing is not undone by this
+            log.warning("could not delete %s pending refs: %s", len(batch), exc)
+
+
+def sweep_pending_refs(store: Store, cache: BareCache) -> list[str]:
+    """Delete the remote's pending refs no running attempt is waiting on (answered requests whose delete
+    failed, submissions of attempts that died); returns the refs deleted."""
+    leftovers = {}
+    for ref, sha in remote_refs(cache.url, "refs/cadre/pending/*").items():
+        item_id, _, attempt = ref.removeprefix("refs/cadre/pending/").rpartition("/")
+        try:
+            item = store.items.get(item_id)
+        except UnknownRecord:
+            item = None
+        if item is None or item.status is not ItemStatus.RUNNING or str(item.attempt) != attempt:
+            leftovers[ref] = sha
+    delete_remote_refs(cache.path, cache.url, leftovers)
+    return sorted(leftovers)

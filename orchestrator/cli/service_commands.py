@@ -19,6 +19,8 @@ def worker(
     concurrency: int = typer.Option(1, min=1, help="Processes (one agent each)."),
     index: int = typer.Option(None, min=1, envvar="CADRE_NODE_INDEX",
                               help="Number of this process among several of its role on one host (node role-N@host)."),
+    max_tasks: int = typer.Option(0, min=0, help="Stop after this many tasks (1: a Kubernetes Job per item); "
+                                                  "0: serve until stopped."),
     loglevel: str = typer.Option("INFO", help="Log level."),
 ) -> None:
     """Serve one role's queue: planner → plan, worker → work, judge → judge (and the tick)."""
@@ -47,7 +49,9 @@ def worker(
     from orchestrator.queues.app import app
     from orchestrator.queues.shutdown import connect_worker_signals
 
-    connect_worker_signals()
+    if max_tasks and concurrency != 1:
+        fail("--max-tasks needs --concurrency 1")
+    connect_worker_signals(max_tasks)
     connect_log_scrubbing()
 
     from orchestrator.queues.liveness import node_name

@@ -54,6 +54,24 @@ def has_commit(repo: PathArg, sha: str) -> bool:
     return status == 0
 
 
-def fetch_ref(repo: PathArg, url: str, ref: str) -> None:
-    """Fetch one ref of the remote into the same ref here (e.g. a worker's pending commit)."""
-    run_git(repo, "fetch", "--no-tags", url, f"+{ref}:{ref}", env=git_env(network=True), what=f"fetch of {ref} failed")
+def fetch_refs(repo: PathArg, url: str, refs: list[str]) -> None:
+    """Fetch these refs of the remote into the same refs here, all in one fetch (e.g. a batch's pending commits)."""
+    if refs:
+        run_git(repo, "fetch", "--no-tags", url, *(f"+{ref}:{ref}" for ref in refs), env=git_env(network=True),
+                what=f"fetch of {len(refs)} pending refs failed")
+
+
+def delete_remote_refs(repo: PathArg, url: str, expected: dict[str, str]) -> None:
+    """Delete the remote's refs `{ref: sha}` in one push, each only while it still points at that sha (a ref
+    pushed again meanwhile stays)."""
+    if not expected:
+        return
+    leases = [f"--force-with-lease={ref}:{sha}" for ref, sha in expected.items()]
+    run_git(repo, "push", "--porcelain", "--no-verify", *leases, url, *(f":{ref}" for ref in expected),
+            env=git_env(network=True), with_extended_output=True, with_exceptions=False)
+
+
+def remote_refs(url: str, pattern: str) -> dict[str, str]:
+    """`{ref: sha}` of the remote's refs matching `pattern` (e.g. `refs/cadre/pending/*`)."""
+    out = run_git(None, "ls_remote", url, pattern, env=git_env(network=True), what=f"cannot list refs of {redact_url(url)}")
+    return {ref: sha for sha, _, ref in (line.partition("\t") for line in out.splitlines()) if ref}

@@ -34,19 +34,20 @@ class RedisServer:
     """
 
     def __init__(self, workdir: Path, appendonly: bool = True, port: int | None = None, password: str | None = None,
-                 tls_dir: Path | None = None, extra_args: list[str] | None = None):
+                 tls_dir: Path | None = None, extra_args: list[str] | None = None, host: str = "127.0.0.1"):
         self.workdir = workdir
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
         self.tls_dir = tls_dir
         self.extra_args = extra_args or []
+        self.host = host
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"{'rediss' if self.tls_dir else 'redis'}://{auth}127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls_dir else 'redis'}://{auth}{self.host}:{self.port}/0"
 
     def _listen_args(self) -> list[str]:
         if self.tls_dir is None:
@@ -61,7 +62,7 @@ class RedisServer:
             raise RuntimeError(REDIS_HINT)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [binary, *self._listen_args(), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+            [binary, *self._listen_args(), "--bind", self.host, "--dir", str(self.workdir),
              "--appendonly", "yes" if self.appendonly else "no", "--save", "", "--maxmemory-policy", "noeviction",
              *(["--requirepass", self.password] if self.password else []), *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

@@ -52,15 +52,31 @@ def _before_task(**_kwargs) -> None:
     # Installed per task: billiard resets SIGTERM to its own exit handler after the pool process
     # initialiser runs, so an earlier installation would be overwritten.
     install_stop_handler()
-    # Celery also sends SIGTERM to cancel a task when the broker connection is lost; the pool process
-    # lives on, so a stop request only concerns the task that was running. A real shutdown stops the
-    # main process from handing out new tasks first.
+    # A stop request only concerns the task that was running when it came: the pool process lives on,
+    # and a real shutdown stops the main process from handing out new tasks first.
     _requested.clear()
 
 
-def connect_worker_signals() -> None:
-    """Wire the above into Celery: each task installs the handler; the main process forwards SIGTERM."""
-    from celery.signals import task_prerun, worker_shutting_down
+def stop_after(tasks: int):
+    """A `task_postrun` handler that asks this worker to shut down (warmly) once its pool process has run
+    `tasks` tasks: a worker that serves one item and exits, as a Kubernetes Job does."""
+    done = {"count": 0}
+
+    def count(**_kwargs) -> None:
+        done["count"] += 1
+        if done["count"] >= tasks:
+            log.info("served %s tasks: stopping this worker", done["count"])
+            os.kill(os.getppid(), signal.SIGTERM)
+
+    return count
+
+
+def connect_worker_signals(max_tasks: int = 0) -> None:
+    """Wire the above into Celery: each task installs the handler; the main process forwards SIGTERM;
+    with `max_tasks`, the worker stops after that many tasks."""
+    from celery.signals import task_postrun, task_prerun, worker_shutting_down
 
     worker_shutting_down.connect(_forward_to_pool, weak=False)
     task_prerun.connect(_before_task, weak=False)
+    if max_tasks:
+        task_postrun.connect(stop_after(max_tasks), weak=False)

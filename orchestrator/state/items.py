@@ -8,6 +8,15 @@ from orchestrator.state.nodes import NodeRecords
 from orchestrator.state.records import JsonRecords, TransitionRefused, UnknownRecord
 
 
+# KEYS[1] a lease, ARGV[1] the attempt that should hold it, ARGV[2] its new TTL in seconds.
+EXTEND_IF_HELD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
 def _ended(attempts: list[Attempt], outcome: str) -> list[Attempt]:
     """`attempts` with the running (last) one ended now with `outcome`."""
     if not attempts or attempts[-1].ended_at is not None:
@@ -21,6 +30,7 @@ class ItemRecords:
     def __init__(self, records: JsonRecords, nodes: NodeRecords):
         self.records, self.nodes = records, nodes
         self.redis = records.redis
+        self._extend_if_held = self.redis.register_script(EXTEND_IF_HELD)
 
     def add(self, item: WorkItem, max_per_cycle: int) -> str:
         """Record a new pending item as a child of its planning node; "" or the reason it was refused."""
@@ -62,12 +72,9 @@ class ItemRecords:
         return self.records.transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
 
     def refresh_lease(self, item_id: str, attempt: int, lease_seconds: int) -> bool:
-        """Extend the lease if `attempt` still holds it; False if the lease is gone or taken."""
-        key = Keys.lease(item_id)
-        held = self.redis.get(key)
-        if held is None or int(held) != attempt:
-            return False
-        return bool(self.redis.set(key, attempt, ex=lease_seconds, xx=True))
+        """Extend the lease if `attempt` still holds it, atomically (compare and extend in one script);
+        False if the lease is gone or another attempt holds it, which is never touched."""
+        return bool(self._extend_if_held(keys=[Keys.lease(item_id)], args=[attempt, lease_seconds]))
 
     def settle(self, item_id: str, attempt: int, status: ItemStatus, handoff: Handoff,
                outcome: str = "") -> WorkItem | None:
@@ -114,7 +121,7 @@ class ItemRecords:
             counter = "interruptions" if interrupted else "failures"
             ended = _ended(item.attempts, outcome or ("interrupted" if interrupted else "error"))
             return item.model_copy(update={"status": ItemStatus.PENDING, counter: getattr(item, counter) + 1,
-                                           "attempts": ended})
+                                           "attempts": ended, "queued_at": now()})
 
         def also(pipe, _old, _new) -> None:
             pipe.srem(Keys.running_items(), item_id)

@@ -33,4 +33,8 @@ class Keys:
     node_items = _key("cadre:node:{}:items")
     item = _key("cadre:item:{}")
     lease = _key("cadre:lease:{}")
+    judge_lease = _key("cadre:judge:{}:{}")
+    check_requested = _key("cadre:run:{}:check-requested")
+    checking = _key("cadre:run:{}:checking")
+    sweep_requested = _key("cadre:sweep:{}")
     running_items = _key("cadre:items:running")

@@ -20,9 +20,10 @@ def now() -> float:
 
 
 class Contract(BaseModel):
-    """Base of every stored record: immutable, strict about unknown fields."""
+    """Base of every stored record: immutable, and tolerant of fields it does not know: a record written
+    by a newer version (a rolling upgrade) is read, worked on and written back with those fields kept."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="allow")
 
 
 class RunStatus(StrEnum):
@@ -103,6 +104,7 @@ class Cycle(Contract):
     root_node_id: str
     status: CycleStatus = CycleStatus.PLANNING
     started_at: float = Field(default_factory=now)
+    judging_at: float | None = None
     closed_at: float | None = None
     verdict: Verdict | None = None
 
@@ -123,6 +125,7 @@ class PlannerNode(Contract):
     summary: str = ""
     error: str = ""
     created_at: float = Field(default_factory=now)
+    queued_at: float = Field(default_factory=now)  # when its current round was queued (for lost messages)
     started_at: float | None = None
 
 
@@ -175,6 +178,7 @@ class WorkItem(Contract):
     start_ref: str | None = None  # a branch to start from (a partial item's rescue branch), not the branch head
     round: int = 1
     status: ItemStatus = ItemStatus.PENDING
+    queued_at: float = Field(default_factory=now)  # when its next attempt was queued (for lost messages)
     attempt: int = 0
     failures: int = 0
     interruptions: int = 0

@@ -68,7 +68,7 @@ class NodeRecords:
                 raise TransitionRefused(f"node {node_id} not complete")
             if may_wake and node.children_in_round > 0 and node.round < max_rounds and not node.error:
                 return node.model_copy(update={"status": NodeStatus.PENDING, "round": node.round + 1,
-                                               "children_in_round": 0})
+                                               "children_in_round": 0, "queued_at": now()})
             return node.model_copy(update={"status": NodeStatus.FAILED if node.error else NodeStatus.DONE})
 
         def also(pipe, _old, new: PlannerNode) -> None:

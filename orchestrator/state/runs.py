@@ -129,7 +129,7 @@ class CycleRecords:
         def change(cycle: Cycle) -> Cycle:
             if cycle.status is not CycleStatus.PLANNING:
                 raise TransitionRefused(f"cycle {number} is {cycle.status}")
-            return cycle.model_copy(update={"status": CycleStatus.JUDGING})
+            return cycle.model_copy(update={"status": CycleStatus.JUDGING, "judging_at": now()})
 
         return self.records.transition_or_none(Keys.cycle(run_id, number), Cycle, change) is not None
 

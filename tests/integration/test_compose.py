@@ -21,6 +21,7 @@ import yaml
 from orchestrator.config.settings import CadreSettings
 from orchestrator.local.processes import CadreProcess, RedisServer, free_port
 from orchestrator.local.sample_project import CHECK_COMMAND, GOAL, suite_passes
+from orchestrator.queues.inspection import priority_lists
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.integration
@@ -102,9 +103,15 @@ def test_compose_files_and_manifests_are_valid():
     assert workers["environment"]["CADRE_REDIS_URL"].startswith("rediss://") and workers["pull_policy"] == "build"
     manifests = [doc for path in (ROOT / "deploy" / "k8s").glob("*.yaml") for doc in yaml.safe_load_all(path.read_text())]
     deployments = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "Deployment"}
-    assert {"cadre-planner", "cadre-worker", "cadre-judge", "cadre-beat", "cadre-flower"} <= set(deployments)
-    assert deployments["cadre-worker"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 120
+    assert {"cadre-planner", "cadre-judge", "cadre-beat", "cadre-flower"} <= set(deployments)
     assert deployments["cadre-beat"]["spec"]["replicas"] == 1
+    # Workers: a KEDA ScaledJob, one Job per queued task, each serving one item and exiting.
+    [job] = [d for d in manifests if d["kind"] == "ScaledJob"]
+    pod = job["spec"]["jobTargetRef"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] >= 120 and pod["restartPolicy"] == "Never"
+    assert pod["containers"][0]["command"][-2:] == ["--max-tasks", "1"]
+    assert [t["metadata"]["listName"] for t in job["spec"]["triggers"]] == priority_lists("work")
+    assert job["spec"]["scalingStrategy"]["multipleScalersCalculation"] == "sum"
     assert any(d["kind"] == "Secret" for d in manifests)
     example = (ROOT / ".env.example").read_text()
     for field in CadreSettings.model_fields:

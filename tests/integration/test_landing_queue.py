@@ -116,11 +116,13 @@ from orchestrator.state.store import Store
 from orchestrator.git.cache import BareCache
 from workers.landing_queue import Lander
 store = Store(connect(sys.argv[1]))
-Lander(store, BareCache(Path(sys.argv[2]), sys.argv[3]), "main", push_interval=float(sys.argv[4])).drain_if_free()
+Lander(store, BareCache(Path(sys.argv[2]), sys.argv[3]), "main", push_interval=float(sys.argv[4]),
+       lock_seconds=float(sys.argv[5]) if len(sys.argv) > 5 else 60).drain_if_free()
 """
 
 
-def enqueue(store, cache, worktree, item_id, sha):
+def enqueue(store, cache, worktree, sha, item_id=None):
+    item_id = item_id or git("log", "-1", "--format=%(trailers:key=Cadre-Item,valueonly)", sha, cwd=worktree).strip()
     ref = pending_ref(item_id, 1)
     git("push", "-f", cache.url, f"{sha}:{ref}", cwd=worktree)
     store.redis.rpush(f"{queue_key(cache.public_url, 'main')}:queue", json.dumps(LandingRequest(item_id, 1, sha, ref).__dict__))
@@ -133,7 +135,7 @@ def test_lander_killed_mid_batch_loses_nothing_and_lands_nothing_twice(setup, re
     for k, item_id in enumerate(items):
         hold_lease(store, item_id)
         worktree, sha = commit_in_slot(cache, item_id, f"k{k}.txt", f"{k}\n")
-        enqueue(store, cache, worktree, item_id, sha)
+        enqueue(store, cache, worktree, sha, item_id)
     store.redis.set(f"{key}:last_push", time.time())  # the lander will wait before its push: kill it then
     lander = subprocess.Popen([sys.executable, "-c", LANDER_SCRIPT, redis_url, str(cache.root), cache.url, "30"],
                               env={**os.environ, "PYTHONPATH": ROOT}, start_new_session=True)
@@ -156,6 +158,76 @@ def test_lander_killed_mid_batch_loses_nothing_and_lands_nothing_twice(setup, re
     for item_id in items:
         answer = json.loads(store.redis.lpop(f"cadre:land:answer:{item_id}:1"))
         assert answer["status"] == "landed"
+
+
+def start_lander(redis_url, cache, push_interval: float, lock_seconds: float = 60) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", LANDER_SCRIPT, redis_url, str(cache.root), cache.url,
+                             str(push_interval), str(lock_seconds)], env={**os.environ, "PYTHONPATH": ROOT},
+                            start_new_session=True)
+
+
+def wait_in_flight(store, key: str, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while store.redis.llen(f"{key}:processing") < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert store.redis.llen(f"{key}:processing") == count
+
+
+def test_a_lander_stalled_past_its_lock_never_undoes_its_successors(setup, redis_url):
+    """Lander A is frozen (SIGSTOP) in the middle of a batch past its lock's TTL; B takes over and lands
+    A's requests; C takes a new request and dies with it; then A wakes up. A must not answer, push or
+    delete anything any more: the next lander finds C's request and everything lands exactly once."""
+    remote, cache, store = setup
+    key = queue_key(cache.public_url, "main")
+    first = [f"item-s{k}" for k in range(3)]
+    for k, item_id in enumerate(first):
+        hold_lease(store, item_id)
+        enqueue(store, cache, *commit_in_slot(cache, item_id, f"s{k}.txt", f"{k}\n"))
+    store.redis.set(f"{key}:last_push", time.time())  # A waits 3 s before its push: freeze it then
+    lander_a = start_lander(redis_url, cache, push_interval=3, lock_seconds=2)
+    wait_in_flight(store, key, 3)
+    os.killpg(lander_a.pid, signal.SIGSTOP)
+    time.sleep(2.5)  # A's lock lapses while it is frozen
+    store.redis.delete(f"{key}:last_push")
+    assert Lander(store, cache, "main", lock_seconds=2).drain_if_free() == 3
+    assert sorted(trailers_on_main(remote)) == sorted(first)
+    hold_lease(store, "item-late")
+    enqueue(store, cache, *commit_in_slot(cache, "item-late", "late.txt", "late\n"))
+    store.redis.set(f"{key}:last_push", time.time())
+    lander_c = start_lander(redis_url, cache, push_interval=30, lock_seconds=2)
+    wait_in_flight(store, key, 1)
+    os.killpg(lander_c.pid, signal.SIGKILL)  # C dies with item-late in flight
+    lander_c.wait()
+    os.killpg(lander_a.pid, signal.SIGCONT)
+    assert lander_a.wait(timeout=60) == 0
+    time.sleep(2.5)  # C's lock lapses
+    store.redis.delete(f"{key}:last_push")
+    Lander(store, cache, "main", lock_seconds=2).drain_if_free()
+    assert sorted(trailers_on_main(remote)) == sorted([*first, "item-late"]), "each item exactly once"
+    for item_id in [*first, "item-late"]:
+        answers = [json.loads(a)["status"] for a in store.redis.lrange(f"cadre:land:answer:{item_id}:1", 0, -1)]
+        assert answers and set(answers) == {"landed"}, (item_id, answers)
+    assert git("for-each-ref", "refs/cadre/pending", cwd=remote) == "", "answered requests' refs are deleted"
+
+
+def test_the_sweeper_deletes_pending_refs_nobody_waits_for(setup):
+    remote, cache, store = setup
+    from orchestrator.state.models import Handoff, HandoffStatus, ItemStatus, WorkItem
+    from workers.landing_queue import sweep_pending_refs
+
+    running = WorkItem(id="item-run", run_id="r", cycle=1, node_id="n", title="t", instructions="i",
+                       status=ItemStatus.RUNNING, attempt=2)
+    settled = running.model_copy(update={"id": "item-done", "status": ItemStatus.DONE,
+                                         "handoff": Handoff(status=HandoffStatus.LANDED)})
+    for item in (running, settled):
+        store.redis.set(Keys.item(item.id), item.model_dump_json())
+    refs = {}
+    for item_id, attempt in (("item-run", 2), ("item-run", 1), ("item-done", 2), ("item-gone", 1)):
+        worktree, sha = commit_in_slot(cache, f"{item_id}-{attempt}", f"{item_id}.txt", f"{attempt}\n")
+        refs[pending_ref(item_id, attempt)] = sha
+        git("push", "-f", cache.url, f"{sha}:{pending_ref(item_id, attempt)}", cwd=worktree)
+    assert sweep_pending_refs(store, cache) == sorted(set(refs) - {pending_ref("item-run", 2)})
+    assert git("for-each-ref", "--format=%(refname)", "refs/cadre/pending", cwd=remote) == pending_ref("item-run", 2)
 
 
 def test_workers_land_through_the_queue_on_the_real_stack(cadre, remote):

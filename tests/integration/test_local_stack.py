@@ -110,3 +110,25 @@ def test_health_pings_only_its_own_node_and_a_frozen_one_fails(cadre):
         os.killpg(first.process.pid, signal.SIGCONT)
         os.killpg(beat.process.pid, signal.SIGCONT)
     wait_until(lambda: stack.cli("health", "--role", "beat").returncode == 0, 30, "beat did not come back")
+
+
+def test_a_worker_with_max_tasks_serves_one_item_and_exits(cadre, remote, store):
+    """`cadre worker --max-tasks 1` (a Kubernetes Job per item) takes one item, lands it, exits 0; the other
+    item waits for the next such worker."""
+    from orchestrator.local.scripted_model import ScriptedModelServer
+    from tests.integration.policies import single_item_plan
+    from tests.integration.test_reliability import start_run, wait_done
+
+    with ScriptedModelServer(single_item_plan("write j1.txt: one", "write j2.txt: two")) as server:
+        stack = cadre(server.base_url)
+        stack.worker("planner")
+        stack.worker("judge")
+        run_id = start_run(stack, remote)
+        wait_until(lambda: len(store.items.ids_of_run(run_id)) == 2, 60, "items not created")
+        jobs = []
+        for _ in range(2):
+            job = stack.worker("worker", 1, "--max-tasks", "1")
+            jobs.append(job)
+            assert job.process.wait(timeout=120) == 0, job.log()[-2000:]
+        wait_done(store, run_id, stack)
+    assert sorted(t.status.value for t in store.items.many(store.items.ids_of_run(run_id))) == ["done", "done"]

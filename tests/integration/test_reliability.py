@@ -205,6 +205,31 @@ def test_run_survives_a_redis_restart(cadre, remote, tmp_path):
         redis_server.stop()
 
 
+def test_a_ten_second_redis_outage_costs_no_running_agent_its_work(cadre, remote, tmp_path):
+    """Redis goes away for 10 s while an agent works (default lease): the agent carries on and its attempt
+    lands; nothing is cancelled, requeued or redone."""
+    redis_server = RedisServer(tmp_path / "own-redis").start()
+    try:
+        store = Store(connect(redis_server.url))
+        gate = Gate(single_item_plan("write o.txt: outlived the outage"))
+        with ScriptedModelServer(gate) as server:
+            stack = cadre(server.base_url, CADRE_REDIS_URL=redis_server.url, CADRE_TICK_SECONDS="2")
+            start(stack, 2)
+            run_id = start_run(stack, remote)
+            wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
+            redis_server.stop()
+            time.sleep(10)
+            redis_server.start()
+            gate.open()
+            wait_done(store, run_id, stack, timeout=180)
+        [item_id] = store.items.ids_of_run(run_id)
+        item = store.items.get(item_id)
+        assert [a.outcome for a in item.attempts] == ["landed"], stack.logs()[-3000:]
+        assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
+    finally:
+        redis_server.stop()
+
+
 def test_eight_workers_on_the_same_lines_lose_nothing(cadre, remote, store):
     titles = [f"append shared.txt: value from item {k}" for k in range(8)]
     policy = keep_both_sides_on_conflict(single_item_plan(*titles))

@@ -1,0 +1,86 @@
+"""Lost work is found and sent again within two ticks: a work item's or a planner's message deleted from
+Redis, a judge killed mid-verdict. Whatever is sent twice is still done once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from orchestrator.local.faults import drop_waiting
+from orchestrator.local.scripted_model import ScriptedModelServer
+from orchestrator.queues.inspection import waiting_args
+from orchestrator.queues.names import EXECUTE_WORK_ITEM, PLAN_NODE
+from tests.conftest import wait_until
+from tests.integration.policies import single_item_plan, tool_names
+from tests.integration.test_reliability import commits_with_trailer, start_run, wait_done
+
+pytestmark = pytest.mark.integration
+TICK = {"CADRE_TICK_SECONDS": "2", "CADRE_LEASE_SECONDS": "4"}
+
+
+def redispatched_after(store, run_id: str, since: float) -> float:
+    event = next(e for e in store.events.read(run_id) if e.type == "redispatched")
+    return event.at - since
+
+
+def test_a_lost_work_item_message_is_sent_again(cadre, remote, store):
+    with ScriptedModelServer(single_item_plan("write lost.txt: found again")) as server:
+        stack = cadre(server.base_url, **TICK)
+        stack.worker("planner")
+        stack.worker("judge")
+        run_id = start_run(stack, remote)
+        [item_id] = wait_until(lambda: store.items.ids_of_run(run_id), 60, "no item created")
+        wait_until(lambda: waiting_args(store.redis, "work", EXECUTE_WORK_ITEM), 30, "the item was never queued")
+        assert drop_waiting(store.redis, "work", EXECUTE_WORK_ITEM, item_id) == 1  # the broker lost it
+        lost_at = time.time()
+        stack.worker("worker")
+        stack.beat()
+        wait_done(store, run_id, stack)
+    assert redispatched_after(store, run_id, lost_at) < 2 * 2 + 2 + 5  # two ticks past the grace, plus start-up
+    item = store.items.get(item_id)
+    assert [a.outcome for a in item.attempts] == ["landed"]
+    assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
+
+
+def test_a_lost_planner_message_is_sent_again(cadre, remote, store):
+    with ScriptedModelServer(single_item_plan("write plan.txt: planned again")) as server:
+        stack = cadre(server.base_url, **TICK)
+        stack.worker("worker")
+        stack.worker("judge")
+        run_id = start_run(stack, remote)
+        [node_id] = store.nodes.ids_of_run(run_id)
+        assert drop_waiting(store.redis, "plan", PLAN_NODE, node_id) == 1
+        stack.worker("planner")
+        stack.beat()
+        wait_done(store, run_id, stack)
+    assert any(e.type == "redispatched" and e.data["id"] == node_id for e in store.events.read(run_id))
+
+
+def test_a_judge_killed_mid_verdict_is_replaced(cadre, remote, store):
+    judged = []
+
+    def policy(request):
+        if "verdict" in tool_names(request):
+            judged.append(time.time())
+            if len(judged) == 1:
+                time.sleep(60)  # the first judge is killed while it waits for this answer
+        return single_item_plan("write judged.txt: by the second judge")(request)
+
+    with ScriptedModelServer(policy) as server:
+        stack = cadre(server.base_url, **TICK)
+        stack.worker("planner")
+        stack.worker("worker")
+        first_judge = stack.worker("judge")
+        stack.beat()
+        run_id = start_run(stack, remote)
+        wait_until(lambda: judged, 90, f"the judge never asked for its verdict\n{stack.logs()}")
+        os.killpg(first_judge.process.pid, signal.SIGKILL)
+        killed_at = time.time()
+        stack.worker("judge")
+        wait_done(store, run_id, stack)
+    verdicts = [e for e in store.events.read(run_id) if e.type == "verdict"]
+    assert len(verdicts) == 1 and len(judged) == 2, "judged once more, by the second judge only"
+    assert verdicts[0].at - killed_at < 4 + 2 * 2 + 15  # the lease lapses, then within two ticks
