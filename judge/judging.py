@@ -11,9 +11,9 @@ from orchestrator.flow.checks import CheckResult, check_branch_head, check_histo
 from orchestrator.flow.cycles import start_cycle
 from orchestrator.flow.runs import repository_cache
 from orchestrator.git.workspace import worktree_slot
-from orchestrator.state.models import TERMINAL_RUN_STATUSES, CycleStatus, Run, RunStatus, Verdict
 from orchestrator.state.keys import Keys
 from orchestrator.state.locks import KeptLock
+from orchestrator.state.models import TERMINAL_RUN_STATUSES, CycleStatus, Run, RunStatus, Verdict
 from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from orchestrator.agent.backends import Preset, agent_env_names, install_dirs
 from orchestrator.agent.commands import shell_for
-from orchestrator.agent.loop import AgentResult, Transcript, truncate
+from orchestrator.agent.loop import AgentResult, truncate
 from orchestrator.agent.reports import AgentReport, plain_text, read_report
 from orchestrator.config.secrets import scrub
 from orchestrator.config.settings import DEMO_MODEL_KEY, CadreSettings
-from orchestrator.flow.agent_runs import run_prompts, transcript_path
+from orchestrator.flow.agent_runs import open_transcript, run_prompts
 from orchestrator.flow.budgets import enforce_run_budget
 from orchestrator.git.repo import common_git_dir
 from orchestrator.queues.shutdown import shutdown_event, shutdown_requested
@@ -102,7 +102,7 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     shell = shell_for(settings, worktree, readable=(common_git_dir(worktree), *install_dirs(preset.program)),
                       writable=(io_dir,),
                       env_names=agent_env_names(preset, settings), extra_env=env, network=True, home=str(home))
-    transcript = Transcript(transcript_path(run.id, f"worker-{item.id}-{item.attempt}"))
+    transcript = open_transcript(store, run.id, f"worker-{item.id}-{item.attempt}", item.id)
     transcript.write("user", content=prompt)
     transcript.write("command", argv=[truncate(word, 200) for word in argv])
     timeout = max(settings.worker_time_limit_seconds - GIT_MARGIN_SECONDS, 30)

@@ -76,17 +76,21 @@ class AgentResult:
 
 
 class Transcript:
-    """A JSONL record of one agent run, secrets masked, appended as it happens."""
+    """A JSONL record of one agent run, secrets masked, appended as it happens: to a file of this host,
+    and to `stream` (a shared store every machine can read) when one is given."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, stream: Callable[[str], object] | None = None):
         self.path = path
+        self.stream = stream
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("a", encoding="utf-8")
 
     def write(self, kind: str, **data) -> None:
-        line = json.dumps({"type": kind, **data}, default=str, ensure_ascii=False)
-        self._file.write(scrub(line) + "\n")
+        line = scrub(json.dumps({"type": kind, **data}, default=str, ensure_ascii=False))
+        self._file.write(line + "\n")
         self._file.flush()
+        if self.stream is not None:
+            self.stream(line)
 
     def close(self) -> None:
         self._file.close()

@@ -127,18 +127,34 @@ def report(
 
 
 @cli.command()
-def trace(item_id: str = typer.Argument(..., help="A work item id.")) -> None:
-    """Print the transcripts of a work item's agent runs (from CADRE_DATA_DIR on this machine)."""
-    from orchestrator.cli.transcript_view import print_transcript, transcripts_for
+def trace(
+    item_id: str = typer.Argument(..., help="A work item id."),
+    attempt: int = typer.Option(None, min=1, help="Only this attempt (its agent run and conflict turns)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing as the agent goes on, until it ends."),
+) -> None:
+    """Print a work item's agent transcripts, from Redis: any machine, also when its host died."""
+    from orchestrator.cli.transcript_view import of_attempt, print_transcript
 
     store = guarded(open_store)
     item = guarded(lambda: store.items.get(item_id))
-    paths = transcripts_for(get_settings().data_dir, item.run_id, item_id)
-    if not paths:
-        fail(f"no transcript of {item_id} under {get_settings().data_dir}: run cadre trace where its worker ran")
+    names = of_attempt(store.transcripts.names(item_id), item_id, attempt)
+    if follow:
+        deadline = time.monotonic() + 30  # the agent of a just-claimed item may not have written yet
+        while not names and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            names = of_attempt(store.transcripts.names(item_id), item_id, attempt)
+    if not names:
+        which = f"attempt {attempt} of {item_id}" if attempt else item_id
+        fail(f"no transcript of {which} (status {item.status.value}, {item.attempt} attempts so far)")
     console = Console()
-    for path in paths:
-        print_transcript(console, path)
+    for name in names:
+        number = int(name.removeprefix(f"worker-{item_id}-").split("-")[0])
+
+        def gone(number: int = number) -> bool:
+            current = store.items.get(item_id)
+            return current.status.value != "running" or current.attempt != number
+
+        print_transcript(console, name, store.transcripts.lines(item.run_id, name, follow=follow, gone=gone))
 
 
 @cli.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from orchestrator.state.store import Store
 
 
@@ -37,6 +39,14 @@ def markdown_report(store: Store, status: dict) -> str:
                          f"{(handoff.commit or handoff.rescue_branch or '') if handoff else ''} | "
                          f"{handoff.tokens if handoff else 0} | {_money(handoff.cost_usd) if handoff else ''} | "
                          f"{handoff.seconds if handoff else 0:.0f} |")
+        attempts = [(t["id"], a) for t in tasks for a in t.get("attempts", [])]
+        if attempts:
+            lines += ["", "| item | attempt | host | node | start (UTC) | seconds | outcome |", "|---|---|---|---|---|---|---|"]
+            for item_id, a in attempts:
+                seconds = f"{a['end'] - a['start']:.0f}" if a["end"] else ""
+                lines.append(f"| {item_id} | {a['number']} | {a['host']} | {a['node']} | "
+                             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a['start']))} | {seconds} | "
+                             f"{a['outcome'] or 'running'} |")
         verdict = cycle["verdict"]
         if verdict:
             lines += ["", f"**Verdict:** {'done' if verdict['done'] else 'not done'}: {verdict['reason']}"]

@@ -102,6 +102,19 @@ def health(
 
 
 @cli.command()
+def metrics(
+    port: int = typer.Option(9464, help="Port of the /metrics endpoint."),
+    address: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 in a container)."),
+) -> None:
+    """Serve Cadre's own Prometheus metrics on /metrics, read from Redis (one instance serves the cluster)."""
+    from orchestrator.cli.prometheus import serve
+
+    store = guarded(open_store)
+    err.print(f"Cadre metrics on http://{address}:{port}/metrics")
+    serve(store, port, address)
+
+
+@cli.command()
 def up(
     workers: int = typer.Option(2, min=1, help="Worker processes (one agent each)."),
     flower_port: int = typer.Option(5555, help="Flower's port on 127.0.0.1 (0: no Flower)."),

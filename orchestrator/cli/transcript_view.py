@@ -1,10 +1,10 @@
-"""`cadre trace ITEM`: an agent run's JSONL transcript, printed readably."""
+"""`cadre trace ITEM`: an item's agent transcripts, read from Redis (any machine) and printed readably."""
 
 from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
+from collections.abc import Iterable
 
 from rich.console import Console
 from rich.panel import Panel
@@ -14,16 +14,18 @@ from orchestrator.agent.reports import plain_text
 STYLE = {"system": "dim", "user": "cyan", "assistant": "green", "tool": "yellow", "output": "yellow", "end": "bold"}
 
 
-def transcripts_for(data_dir: Path, run_id: str, item_id: str) -> list[Path]:
-    """The item's transcripts (one per attempt, plus conflict turns), oldest first."""
-    folder = data_dir / "transcripts" / run_id
-    return sorted(folder.glob(f"worker-{item_id}-*.jsonl"), key=lambda p: p.stat().st_mtime)
+def of_attempt(names: list[str], item_id: str, attempt: int | None) -> list[str]:
+    """The transcript names of one attempt (its agent run and its conflict turns), or of all attempts."""
+    if attempt is None:
+        return names
+    prefix = f"worker-{item_id}-{attempt}"
+    return [n for n in names if n == prefix or n.startswith(f"{prefix}-")]
 
 
-def print_transcript(console: Console, path: Path) -> None:
-    """Print every entry of one transcript as a titled panel."""
-    console.rule(path.name)
-    for raw in path.read_text(encoding="utf-8").splitlines():
+def print_transcript(console: Console, name: str, lines: Iterable[str]) -> None:
+    """Print every entry of one transcript as a titled panel, as its lines come."""
+    console.rule(name)
+    for raw in lines:
         entry = json.loads(raw)
         kind = entry.pop("type")
         if kind == "assistant":

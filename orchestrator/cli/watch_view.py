@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.console import Group
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -27,12 +29,22 @@ def cycle_trees(data: dict) -> list[Tree]:
             for item_id in node["items"]:
                 task = tasks[item_id]
                 commit = f" {task['commit'][:12]}" if task["commit"] else ""
-                branches[node["id"]].add(f"{task['handoff'] or task['status']}{commit} {task['title']}")
+                leaf = branches[node["id"]].add(f"{task['handoff'] or task['status']}{commit} {task['title']}")
+                for attempt in task.get("attempts", []):
+                    leaf.add(f"[dim]{attempt_line(attempt)}[/]")
         if cycle["verdict"]:
             verdict = cycle["verdict"]
             tree.add(f"verdict: {'done' if verdict['done'] else 'not done'}: {verdict['reason']}")
         trees.append(tree)
     return trees
+
+
+def attempt_line(attempt: dict) -> str:
+    """One attempt: number, where it ran (host and Celery node), when, and how it ended."""
+    started = time.strftime("%H:%M:%S", time.gmtime(attempt["start"]))
+    took = f" for {attempt['end'] - attempt['start']:.0f} s" if attempt["end"] else ""
+    return (f"attempt {attempt['number']} on {attempt['host']} ({attempt['node'] or 'no node'}) from {started} UTC{took}: "
+            f"{attempt['outcome'] or 'running'}")
 
 
 def progress_table(data: dict) -> Table:

@@ -114,6 +114,10 @@ class CadreSettings(BaseSettings):
 
     data_dir: Path = Path.home() / ".cadre"
     """Host-local caches (bare mirrors, worktree slots) and agent transcripts."""
+    transcript_max_bytes: int = Field(default=5_000_000, ge=10_000)
+    """Compressed size at which a transcript stops streaming to Redis (the host's own file keeps it all)."""
+    transcript_retention_days: float = Field(default=30, gt=0)
+    """How long transcripts stay in Redis after their last line."""
 
     max_cycles: int = Field(default=3, ge=1)
     """Default number of plan → work → judge cycles before a run ends `max_cycles`."""

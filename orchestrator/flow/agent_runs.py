@@ -38,8 +38,14 @@ def run_prompts(settings: CadreSettings, run: Run, repository: Path) -> Prompts:
 
 
 def transcript_path(run_id: str, name: str) -> Path:
-    """Where the transcript `name` of a run lives: `<data dir>/transcripts/<run>/<name>.jsonl`."""
+    """Where the transcript `name` of a run lives on this host: `<data dir>/transcripts/<run>/<name>.jsonl`."""
     return get_settings().data_dir / "transcripts" / run_id / f"{name}.jsonl"
+
+
+def open_transcript(store: Store, run_id: str, name: str, item_id: str | None = None) -> Transcript:
+    """A transcript written to this host's file and streamed to Redis as it grows (listed on its item)."""
+    return Transcript(transcript_path(run_id, name),
+                      stream=lambda line: store.transcripts.append(run_id, name, line, item_id))
 
 
 def run_role_agent(store: Store, role: Role, run_id: str, transcript_name: str, system: str, user: str,
@@ -68,7 +74,8 @@ def run_role_agent(store: Store, role: Role, run_id: str, transcript_name: str, 
 
     loop = AgentLoop(
         model=LiteLLMModel(settings, role), tools=tools, max_steps=max_steps or settings.role_setting(role, "max_steps"),
-        output_limit=settings.tool_output_chars, transcript=Transcript(transcript_path(run_id, transcript_name)),
+        output_limit=settings.tool_output_chars,
+        transcript=open_transcript(store, run_id, transcript_name, (scopes or {}).get("item")),
         on_reply=record, should_stop=must_stop,
     )
     try:

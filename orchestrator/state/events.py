@@ -8,6 +8,7 @@ import redis
 
 from orchestrator.config.secrets import scrub
 from orchestrator.state.keys import Keys
+from orchestrator.state.metrics import count_event, count_usage
 from orchestrator.state.models import Event
 
 EVENT_STREAM_MAXLEN = 100_000
@@ -22,8 +23,11 @@ class EventLog:
     def emit(self, run_id: str, type_: str, **data) -> None:
         """Append an event to the run's stream (secret values masked)."""
         event = Event(type=type_, run_id=run_id, data=data)
-        self.redis.xadd(Keys.events(run_id), {"event": scrub(event.model_dump_json())},
-                        maxlen=EVENT_STREAM_MAXLEN, approximate=True)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(Keys.events(run_id), {"event": scrub(event.model_dump_json())},
+                  maxlen=EVENT_STREAM_MAXLEN, approximate=True)
+        count_event(pipe, type_)
+        pipe.execute()
 
     def read(self, run_id: str, count: int = 10_000) -> list[Event]:
         """The run's events, oldest first."""
@@ -48,6 +52,7 @@ class UsageCounters:
             pipe.hincrby(key, f"{prefix}tokens", tokens)
             pipe.hincrbyfloat(key, f"{prefix}cost_usd", cost_usd)
         pipe.hincrby(key, "calls" if reported else "unreported_calls", 1)
+        count_usage(pipe, role, tokens, cost_usd)
         pipe.execute()
 
     def totals(self, run_id: str) -> dict[str, float]:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from orchestrator.state.keys import Keys
+from orchestrator.state.metrics import observe_attempt
 from orchestrator.state.models import SETTLED_ITEM_STATUSES, Attempt, Handoff, ItemStatus, WorkItem, now
 from orchestrator.state.nodes import NodeRecords
 from orchestrator.state.records import JsonRecords, TransitionRefused, UnknownRecord
-
 
 # KEYS[1] a lease, ARGV[1] the attempt that should hold it, ARGV[2] its new TTL in seconds.
 EXTEND_IF_HELD = """
@@ -22,6 +22,13 @@ def _ended(attempts: list[Attempt], outcome: str) -> list[Attempt]:
     if not attempts or attempts[-1].ended_at is not None:
         return attempts
     return [*attempts[:-1], attempts[-1].model_copy(update={"ended_at": now(), "outcome": outcome})]
+
+
+def _observe_ended(pipe, item: WorkItem) -> None:
+    """Count the attempt that just ended in the attempt-duration histogram."""
+    if item.attempts and item.attempts[-1].ended_at is not None:
+        last = item.attempts[-1]
+        observe_attempt(pipe, last.ended_at - last.started_at, last.outcome or "unknown")
 
 
 class ItemRecords:
@@ -94,6 +101,7 @@ class ItemRecords:
             pipe.srem(Keys.node_pending(new.node_id), item_id)
             pipe.srem(Keys.running_items(), item_id)
             pipe.delete(Keys.lease(item_id))
+            _observe_ended(pipe, new)
 
         return self.records.transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
 
@@ -123,9 +131,10 @@ class ItemRecords:
             return item.model_copy(update={"status": ItemStatus.PENDING, counter: getattr(item, counter) + 1,
                                            "attempts": ended, "queued_at": now()})
 
-        def also(pipe, _old, _new) -> None:
+        def also(pipe, _old, new: WorkItem) -> None:
             pipe.srem(Keys.running_items(), item_id)
             pipe.delete(Keys.lease(item_id))
+            _observe_ended(pipe, new)
 
         return self.records.transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
 

@@ -37,4 +37,8 @@ class Keys:
     check_requested = _key("cadre:run:{}:check-requested")
     checking = _key("cadre:run:{}:checking")
     sweep_requested = _key("cadre:sweep:{}")
+    transcript = _key("cadre:transcript:{}:{}")
+    transcript_size = _key("cadre:transcript:{}:{}:bytes")
+    item_transcripts = _key("cadre:item:{}:transcripts")
+    metrics = _key("cadre:metrics")
     running_items = _key("cadre:items:running")

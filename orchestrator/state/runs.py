@@ -55,6 +55,11 @@ class RunRecords:
         """The URL git uses for the run's repository: with its credentials when it was given some."""
         return self.redis.get(Keys.repo_url(run.id)) or run.repo
 
+    def all(self) -> list[Run]:
+        """Every stored run (ended ones until their records expire)."""
+        ids = list(self.redis.zrange(Keys.runs(), 0, -1))
+        return self.records.load_many([Keys.run(i) for i in ids], Run)
+
     def active_ids(self) -> list[str]:
         """Ids of runs that have not ended."""
         return sorted(self.redis.smembers(Keys.active_runs()))

@@ -9,15 +9,18 @@ from orchestrator.state.items import ItemRecords
 from orchestrator.state.nodes import NodeRecords
 from orchestrator.state.records import JsonRecords, connect
 from orchestrator.state.runs import CycleRecords, RunRecords
+from orchestrator.state.transcripts import TranscriptStore
 
 
 class Store:
     """Typed access to Cadre's records in one Redis database: `store.items.claim(...)`,
     `store.runs.get(...)`, `store.events.emit(...)`. `store.redis` is the client they share."""
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, transcript_max_bytes: int = 5_000_000,
+                 transcript_retention_seconds: int = 30 * 24 * 3600):
         self.redis = client
         records = JsonRecords(client)
+        self.transcripts = TranscriptStore(client, transcript_max_bytes, transcript_retention_seconds)
         self.events = EventLog(client)
         self.usage = UsageCounters(client)
         self.runs = RunRecords(records, self.events)
@@ -40,5 +43,6 @@ def get_store(patient: bool = True) -> Store:
         from orchestrator.config.settings import get_settings
 
         settings = get_settings()
-        _store = Store(connect(settings.redis_url, patient=patient, tls=settings.redis_ssl_options()))
+        _store = Store(connect(settings.redis_url, patient=patient, tls=settings.redis_ssl_options()),
+                       settings.transcript_max_bytes, int(settings.transcript_retention_days * 86400))
     return _store

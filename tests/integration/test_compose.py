@@ -96,6 +96,15 @@ def test_compose_files_and_manifests_are_valid():
         role = "beat" if name == "beat" else name
         assert services[name]["healthcheck"]["test"] == ["CMD", "cadre", "health", "--role", role]
     assert "test" in services["redis"]["healthcheck"] and "test" in services["flower"]["healthcheck"]
+    monitoring = {name for name, service in services.items() if "monitoring" in service.get("profiles", [])}
+    assert {"metrics", "prometheus", "grafana"} <= monitoring
+    assert services["metrics"]["command"][:2] == ["cadre", "metrics"]
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in prometheus["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    assert targets == {"metrics:9464", "flower:5555"}
+    for volume in services["grafana"]["volumes"] + services["prometheus"]["volumes"]:
+        source = volume.split(":")[0]
+        assert source in compose["volumes"] or (ROOT / source).exists(), volume
     remote = load(ROOT / "deploy" / "compose.redis-remote.yml")["services"]["redis"]
     assert "--tls-port" in remote["command"] and remote["ports"][0].endswith(":6380")
     workers = load(ROOT / "deploy" / "compose.workers.yml")["services"]["worker"]
