@@ -20,25 +20,29 @@ from orchestrator.state.store import Store
 log = logging.getLogger(__name__)
 
 
+def _not_waiting(store: Store, queue: str, task: str, candidates: list) -> list:
+    """Those of `candidates` (records with an `id`) whose message is not waiting in `queue`."""
+    if not candidates:
+        return []
+    waiting = {args[0] for args in waiting_args(store.redis, queue, task)}
+    return [c for c in candidates if c.id not in waiting]
+
+
 def resend_lost_work(store: Store, run: Run, grace_seconds: float) -> list[str]:
     """Dispatch again what of `run` has waited more than `grace_seconds` without being queued or running;
     returns the ids sent again."""
     deadline = now() - grace_seconds
-    sent: list[str] = []
     items = [i for i in store.items.many(store.items.ids_of_run(run.id))
              if i.status is ItemStatus.PENDING and i.queued_at < deadline]
-    if items:
-        waiting = {args[0] for args in waiting_args(store.redis, "work", EXECUTE_WORK_ITEM)}
-        for item in (i for i in items if i.id not in waiting):
-            dispatch_work_item(item)
-            sent.append(item.id)
     nodes = [n for n in store.nodes.many(store.nodes.ids_of_run(run.id))
              if n.status is NodeStatus.PENDING and n.queued_at < deadline]
-    if nodes:
-        waiting = {args[0] for args in waiting_args(store.redis, "plan", PLAN_NODE)}
-        for node in (n for n in nodes if n.id not in waiting):
-            dispatch_planner(node)
-            sent.append(node.id)
+    sent: list[str] = []
+    for item in _not_waiting(store, "work", EXECUTE_WORK_ITEM, items):
+        dispatch_work_item(item)
+        sent.append(item.id)
+    for node in _not_waiting(store, "plan", PLAN_NODE, nodes):
+        dispatch_planner(node)
+        sent.append(node.id)
     cycle = store.cycles.get(run.id, run.cycle)
     if (cycle.status is CycleStatus.JUDGING and (cycle.judging_at or 0) < deadline
             and not store.redis.exists(Keys.judge_lease(run.id, cycle.number))

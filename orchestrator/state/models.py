@@ -72,6 +72,8 @@ class HandoffStatus(StrEnum):
 
 
 class Run(Contract):
+    """One goal on one repository and branch, from `cadre run` until it ends."""
+
     id: str
     repo: str
     branch: str
@@ -91,6 +93,8 @@ class Run(Contract):
 
 
 class Verdict(Contract):
+    """The judge's decision on a cycle, with the check command's result."""
+
     done: bool
     reason: str
     next_focus: str = ""
@@ -98,7 +102,18 @@ class Verdict(Contract):
     check_output: str = ""
 
 
+class Event(Contract):
+    """One entry of a run's event stream."""
+
+    type: str
+    run_id: str
+    at: float = Field(default_factory=now)
+    data: dict = Field(default_factory=dict)
+
+
 class Cycle(Contract):
+    """One plan → work → judge pass of a run, numbered from 1."""
+
     run_id: str
     number: int
     root_node_id: str
@@ -110,6 +125,8 @@ class Cycle(Contract):
 
 
 class PlannerNode(Contract):
+    """One planner invocation: a cycle's root or a sub-planner for an area, with its rounds."""
+
     id: str
     run_id: str
     cycle: int
@@ -146,6 +163,8 @@ class Attempt(Contract):
 
 
 class Handoff(Contract):
+    """What an attempt hands back: how it ended, its notes, and what it measured."""
+
     status: HandoffStatus
     summary: str = ""
     concerns: str = ""
@@ -166,6 +185,8 @@ class Handoff(Contract):
 
 
 class WorkItem(Contract):
+    """One task for one worker, with its attempts and, once settled, its handoff."""
+
     id: str
     run_id: str
     cycle: int
@@ -187,12 +208,3 @@ class WorkItem(Contract):
     started_at: float | None = None
     settled_at: float | None = None
     handoff: Handoff | None = None
-
-
-class Event(Contract):
-    """One entry of a run's event stream."""
-
-    type: str
-    run_id: str
-    at: float = Field(default_factory=now)
-    data: dict = Field(default_factory=dict)

@@ -26,37 +26,38 @@ def redispatched_after(store, run_id: str, since: float) -> float:
     return event.at - since
 
 
-def test_a_lost_work_item_message_is_sent_again(cadre, remote, store):
-    with ScriptedModelServer(single_item_plan("write lost.txt: found again")) as server:
-        stack = cadre(server.base_url, **TICK)
-        stack.worker("planner")
-        stack.worker("judge")
-        run_id = start_run(stack, remote)
-        [item_id] = wait_until(lambda: store.items.ids_of_run(run_id), 60, "no item created")
-        wait_until(lambda: waiting_args(store.redis, "work", EXECUTE_WORK_ITEM), 30, "the item was never queued")
-        assert drop_waiting(store.redis, "work", EXECUTE_WORK_ITEM, item_id) == 1  # the broker lost it
-        lost_at = time.time()
-        stack.worker("worker")
-        stack.beat()
-        wait_done(store, run_id, stack)
-    assert redispatched_after(store, run_id, lost_at) < 2 * 2 + 2 + 5  # two ticks past the grace, plus start-up
-    item = store.items.get(item_id)
-    assert [a.outcome for a in item.attempts] == ["landed"]
-    assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
-
-
-def test_a_lost_planner_message_is_sent_again(cadre, remote, store):
-    with ScriptedModelServer(single_item_plan("write plan.txt: planned again")) as server:
-        stack = cadre(server.base_url, **TICK)
-        stack.worker("worker")
-        stack.worker("judge")
-        run_id = start_run(stack, remote)
+def lost_message(store, run_id: str, role: str) -> str:
+    """Delete the waiting message of the run's work item (role `worker`) or root planner (`planner`), as a
+    broker that lost it would; returns the id it carried."""
+    if role == "planner":
         [node_id] = store.nodes.ids_of_run(run_id)
         assert drop_waiting(store.redis, "plan", PLAN_NODE, node_id) == 1
-        stack.worker("planner")
+        return node_id
+    [item_id] = wait_until(lambda: store.items.ids_of_run(run_id), 60, "no item created")
+    wait_until(lambda: waiting_args(store.redis, "work", EXECUTE_WORK_ITEM), 30, "the item was never queued")
+    assert drop_waiting(store.redis, "work", EXECUTE_WORK_ITEM, item_id) == 1
+    return item_id
+
+
+@pytest.mark.parametrize("role", ["worker", "planner"])
+def test_a_lost_message_is_sent_again(cadre, remote, store, role):
+    with ScriptedModelServer(single_item_plan(f"write {role}.txt: found again")) as server:
+        stack = cadre(server.base_url, **TICK)
+        for other in {"planner", "worker", "judge"} - {role}:
+            stack.worker(other)
+        run_id = start_run(stack, remote)
+        lost_id = lost_message(store, run_id, role)
+        lost_at = time.time()
+        stack.worker(role)  # nothing would ever take it now, but for the tick
         stack.beat()
         wait_done(store, run_id, stack)
-    assert any(e.type == "redispatched" and e.data["id"] == node_id for e in store.events.read(run_id))
+    # Two ticks past the grace, plus the start of beat and of the worker that runs its tick.
+    assert redispatched_after(store, run_id, lost_at) < 2 * 2 + 2 + 10
+    assert any(e.type == "redispatched" and e.data["id"] == lost_id for e in store.events.read(run_id))
+    [item_id] = store.items.ids_of_run(run_id)
+    item = store.items.get(item_id)
+    assert [a.outcome for a in item.attempts] == ["landed"], "sent again, still done once"
+    assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
 
 
 def test_a_judge_killed_mid_verdict_is_replaced(cadre, remote, store):

@@ -64,6 +64,29 @@ def gated_run(cadre, remote, store, title: str, workers: int = 2, beat: bool = T
         yield GatedRun(gate, stack, processes, run_id, claim)
 
 
+@contextmanager
+def redis_outage(cadre, remote, tmp_path, seconds: float, titles: tuple[str, ...], env: dict):
+    """A run on a Redis of its own that goes away for `seconds` while an agent works; yields
+    (store, run id, stack) once the run is done."""
+    redis_server = RedisServer(tmp_path / "own-redis").start()
+    try:
+        store = Store(connect(redis_server.url))
+        gate = Gate(single_item_plan(*titles))
+        with ScriptedModelServer(gate) as server:
+            stack = cadre(server.base_url, CADRE_REDIS_URL=redis_server.url, **env)
+            start(stack, 2)
+            run_id = start_run(stack, remote)
+            wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
+            redis_server.stop()
+            time.sleep(seconds)
+            redis_server.start()
+            gate.open()
+            wait_done(store, run_id, stack, timeout=180)
+        yield store, run_id, stack
+    finally:
+        redis_server.stop()
+
+
 def claim_of(store: Store, run_id: str, attempt: int = 1) -> dict | None:
     for event in store.events.read(run_id):
         if event.type == "item_claimed" and event.data["attempt"] == attempt:
@@ -185,49 +208,21 @@ def test_graceful_stops_do_not_use_up_attempts(cadre, remote, store):
 
 
 def test_run_survives_a_redis_restart(cadre, remote, tmp_path):
-    redis_server = RedisServer(tmp_path / "own-redis").start()
-    try:
-        store = Store(connect(redis_server.url))
-        gate = Gate(single_item_plan("write e.txt: persisted", "write f.txt: persisted too"))
-        with ScriptedModelServer(gate) as server:
-            stack = cadre(server.base_url, CADRE_REDIS_URL=redis_server.url, **FAST)
-            start(stack, 2)
-            run_id = start_run(stack, remote)
-            wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
-            redis_server.stop()
-            time.sleep(2)
-            redis_server.start()
-            gate.open()
-            wait_done(store, run_id, stack, timeout=180)
+    with redis_outage(cadre, remote, tmp_path, 2, ("write e.txt: persisted", "write f.txt: persisted too"),
+                      FAST) as (store, run_id, _stack):
         for item_id in store.items.ids_of_run(run_id):
             assert len(commits_with_trailer(remote, item_id)) == 1
-    finally:
-        redis_server.stop()
 
 
 def test_a_ten_second_redis_outage_costs_no_running_agent_its_work(cadre, remote, tmp_path):
     """Redis goes away for 10 s while an agent works (default lease): the agent carries on and its attempt
     lands; nothing is cancelled, requeued or redone."""
-    redis_server = RedisServer(tmp_path / "own-redis").start()
-    try:
-        store = Store(connect(redis_server.url))
-        gate = Gate(single_item_plan("write o.txt: outlived the outage"))
-        with ScriptedModelServer(gate) as server:
-            stack = cadre(server.base_url, CADRE_REDIS_URL=redis_server.url, CADRE_TICK_SECONDS="2")
-            start(stack, 2)
-            run_id = start_run(stack, remote)
-            wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
-            redis_server.stop()
-            time.sleep(10)
-            redis_server.start()
-            gate.open()
-            wait_done(store, run_id, stack, timeout=180)
+    with redis_outage(cadre, remote, tmp_path, 10, ("write o.txt: outlived the outage",),
+                      {"CADRE_TICK_SECONDS": "2"}) as (store, run_id, stack):
         [item_id] = store.items.ids_of_run(run_id)
         item = store.items.get(item_id)
         assert [a.outcome for a in item.attempts] == ["landed"], stack.logs()[-3000:]
         assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
-    finally:
-        redis_server.stop()
 
 
 def test_eight_workers_on_the_same_lines_lose_nothing(cadre, remote, store):
