@@ -1,12 +1,20 @@
 """The landing queue (`CADRE_INTEGRATION=queue`): one lander per branch lands commits by plumbing.
 
-A worker pushes its commit to a unique ref, `refs/cadre/pending/<item>/<attempt>`, queues a request
-in Redis and waits for the answer: landed (with the commit on the branch) or conflict (with the
-paths). Whoever holds the branch's lander lock (a redis-py Lock kept alive while it works, so exactly
-one at a time across machines) drains the queue: it merges each commit onto the current tip with `merge-tree`, replays
-it with `commit-tree` (author and message kept), and moves the branch with one compare-and-swap
-push per batch, at most one push per `CADRE_LAND_PUSH_INTERVAL_SECONDS`. The lander never edits
-code: a conflicting item is answered once, and its worker rebases, resolves and resubmits.
+A worker queues a request in Redis and waits for the answer: landed (with the commit on the branch),
+conflict (with the paths), stale (its lease is gone) or missing. Whoever holds the branch's lander lock
+(a redis-py Lock kept alive while it works, so exactly one at a time across machines) drains the
+queue: it merges each commit onto the current tip and replays it (author, committer, dates and message
+kept), in-process (`orchestrator.git.objects`), and moves the branch with one compare-and-swap push
+per batch, at most one push per `CADRE_LAND_PUSH_INTERVAL_SECONDS`. The lander never edits code: a
+conflicting item is answered once, and its worker rebases, resolves and resubmits.
+
+Getting the commit to the lander: the worker first pushes it to a unique ref,
+`refs/cadre/pending/<item>/<attempt>`, which the lander fetches, unless the current lander
+(`<queue key>:lander`, "host:pid") runs on the worker's own host, or none is known: then the commit is
+most likely in the lander's object store already (the host's bare cache), and the request names no ref.
+A lander that lacks the commit of such a request answers "missing"; the worker then pushes the ref and
+queues the request again. Either way nothing committed is lost: until it lands the commit is in the
+worker's slot, which is salvaged to a rescue branch before any reuse.
 
 Crash safety: a request stays in the `processing` list until answered; a new lander puts
 unanswered requests back first, and an item whose trailer is already on the branch is answered
@@ -26,22 +34,15 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from orchestrator.git.cache import BareCache
-from orchestrator.git.plumbing import (
-    delete_remote_refs,
-    fetch_refs,
-    has_commit,
-    merge_onto,
-    push_if_unchanged,
-    remote_refs,
-    replay_commit,
-)
+from orchestrator.git.objects import ObjectStore
+from orchestrator.git.plumbing import delete_remote_refs, fetch_refs, push_if_unchanged, remote_refs
 from orchestrator.git.repo import push, trailer_commits
 from orchestrator.git.runner import GitError
 from orchestrator.state.locks import KeptLock, LockLost
 from orchestrator.state.models import ItemStatus
 from orchestrator.state.records import UnknownRecord
 from orchestrator.state.store import Store
-from workers.integrate import ITEM_TRAILER
+from workers.integrate import ITEM_TRAILER, timed
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 64
@@ -54,12 +55,12 @@ class LandingRequest:
     item_id: str
     attempt: int
     commit: str
-    ref: str
+    ref: str  # the pending ref holding `commit` on the remote, or "" if it was not pushed
 
 
 @dataclass(frozen=True)
 class LandingAnswer:
-    status: str  # landed | conflict | stale | timeout
+    status: str  # landed | conflict | stale | missing (a request without ref, commit not here) | timeout
     commit: str | None = None
     conflicted_paths: list[str] = field(default_factory=list)
 
@@ -78,19 +79,46 @@ def _answer_key(item_id: str, attempt: int) -> str:
 
 
 def submit(store: Store, cache: BareCache, worktree, branch: str, item_id: str, attempt: int, commit: str,
-           push_interval: float, timeout: float = 900) -> LandingAnswer:
-    """Hand the worktree's HEAD to the branch's lander and wait for its answer (landing it ourselves
-    whenever nobody holds the lander lock)."""
-    ref = pending_ref(item_id, attempt)
-    if not push(worktree, cache.url, f"+HEAD:{ref}").ok:
-        raise RuntimeError(f"could not push {ref}")
-    key = queue_key(cache.public_url, branch)
-    store.redis.delete(_answer_key(item_id, attempt))
-    store.redis.rpush(f"{key}:queue", json.dumps(asdict(LandingRequest(item_id, attempt, commit, ref))))
+           push_interval: float, timeout: float = 900, steps: dict[str, float] | None = None) -> LandingAnswer:
+    """Hand `commit` (the worktree's HEAD) to the branch's lander and wait for its answer (landing it
+    ourselves whenever nobody holds the lander lock). The pending ref is pushed only if the lander may
+    lack the commit, or once it answered "missing". `steps` gets the wall time of each step."""
+    steps = {} if steps is None else steps
+    key, ref = queue_key(cache.public_url, branch), pending_ref(item_id, attempt)
     deadline = time.monotonic() + timeout
+    pushed = not _lander_shares_this_host(store, key)
+    while True:
+        if pushed:
+            with timed(steps, "pending-ref push"):
+                if not push(worktree, cache.url, f"+{commit}:{ref}").ok:
+                    raise RuntimeError(f"could not push {ref}")
+        request = LandingRequest(item_id, attempt, commit, ref if pushed else "")
+        answer = _ask(store, cache, branch, key, request, push_interval, deadline, steps)
+        if answer.status != "missing" or pushed:
+            return answer
+        log.info("item %s: the lander lacks %s; pushing %s", item_id, commit[:12], ref)
+        pushed = True
+
+
+def _lander_shares_this_host(store: Store, key: str) -> bool:
+    """Whether the branch's lander (the last one seen, if any) runs on this host, so shares its bare cache."""
+    lander = store.redis.get(f"{key}:lander")
+    return lander is None or str(lander).rpartition(":")[0] == socket.gethostname()
+
+
+def _ask(store: Store, cache: BareCache, branch: str, key: str, request: LandingRequest, push_interval: float,
+         deadline: float, steps: dict[str, float]) -> LandingAnswer:
+    """Queue one request and wait for its answer, draining the queue ourselves whenever nobody else does."""
+    answer_key = _answer_key(request.item_id, request.attempt)
+    with store.redis.pipeline(transaction=False) as pipe:
+        pipe.delete(answer_key)
+        pipe.rpush(f"{key}:queue", json.dumps(asdict(request)))
+        pipe.execute()
     while time.monotonic() < deadline:
-        Lander(store, cache, branch, push_interval).drain_if_free()
-        answered = store.redis.blpop([_answer_key(item_id, attempt)], timeout=1)
+        with timed(steps, "landing (as the lander)"):
+            Lander(store, cache, branch, push_interval).drain_if_free()
+        with timed(steps, "waiting for the lander"):
+            answered = store.redis.blpop([answer_key], timeout=1)
         if answered is not None:
             return LandingAnswer(**json.loads(answered[1]))
     return LandingAnswer(status="timeout")
@@ -101,7 +129,8 @@ class Lander:
 
     Every side effect (the push, the answers, clearing the in-flight list) happens only while the lock
     is still ours: a lander that stalled past its lock's TTL finds it lost and stops without touching
-    what its successor took over.
+    what its successor took over. `pushes` counts its pushes that moved the branch, `redos` its CAS
+    pushes refused because the branch had moved (each batch so refused was refetched and landed again).
     """
 
     def __init__(self, store: Store, cache: BareCache, branch: str, push_interval: float = 0.0,
@@ -109,12 +138,14 @@ class Lander:
         self.store, self.cache, self.branch, self.push_interval = store, cache, branch, push_interval
         self.key = queue_key(cache.public_url, branch)
         self.lock = KeptLock(store.redis, f"{self.key}:lock", lock_seconds)
+        self.pushes = self.redos = 0
+        self._left: tuple[str, dict[str, str]] | None = None  # (tip, landed items) as our last batch left them
 
     def drain_if_free(self) -> int:
         """Become the lander if nobody is, land everything queued, step down; returns items answered."""
         if not self.lock.acquire():
             return 0
-        answered = 0
+        answered, self._left = 0, None
         # Who lands now, for operators (and fault injection): this process, for as long as it holds the lock.
         self.store.redis.set(f"{self.key}:lander", f"{socket.gethostname()}:{os.getpid()}",
                              px=int(self.lock.seconds * 1000))
@@ -135,24 +166,30 @@ class Lander:
 
     def _take_batch(self) -> list[LandingRequest]:
         self.lock.check()
-        raws = [self.store.redis.lmove(f"{self.key}:queue", f"{self.key}:processing", "LEFT", "RIGHT")
-                for _ in range(BATCH_SIZE)]
+        with self.store.redis.pipeline(transaction=False) as pipe:  # one round trip; each move stays atomic
+            for _ in range(BATCH_SIZE):
+                pipe.lmove(f"{self.key}:queue", f"{self.key}:processing", "LEFT", "RIGHT")
+            raws = pipe.execute()
         return [LandingRequest(**json.loads(raw)) for raw in raws if raw is not None]
 
     def _land_batch(self, batch: list[LandingRequest]) -> int:
         """Land a batch onto the tip with one CAS push; on an outside push, refetch and redo it."""
-        missing = [r.ref for r in batch if not has_commit(self.cache.path, r.commit)]
-        fetch_refs(self.cache.path, self.cache.url, missing)  # the batch's pending commits, in one fetch
+        present = ObjectStore(self.cache.path)
+        fetch_refs(self.cache.path, self.cache.url,  # the batch's pushed commits not here yet, in one fetch
+                   [r.ref for r in batch if r.ref and not present.has_commit(r.commit)])
         while True:
-            self.cache.fetch()
-            tip = self.cache.head(self.branch)
-            new_tip, answers = tip, []
-            landed_items = trailer_commits(self.cache.path, tip, ITEM_TRAILER)  # kept up to date below
+            tip, landed_items = self._branch()  # landed_items is kept up to date below
+            # Opened after any fetch, so it sees it all; what it writes stays in memory until packed.
+            store, new_tip, answers = ObjectStore(self.cache.path, buffered=True), tip, []
             for request in batch:
-                answer, new_tip = self._land_one(request, new_tip, landed_items)
+                answer, new_tip = self._land_one(store, request, new_tip, landed_items)
                 answers.append((request, answer))
+            store.write_pack()  # the batch's new trees and commits, as one pack: the push (git) reads them
             if new_tip == tip or self._push(new_tip, tip):
+                self._left = new_tip, landed_items
                 break
+            self._left = None
+            self.redos += 1
             log.info("branch %s moved under the lander; redoing a batch of %s", self.branch, len(batch))
 
         def answer(pipe) -> None:
@@ -162,18 +199,31 @@ class Lander:
             pipe.delete(f"{self.key}:processing")
 
         self.lock.write_if_held(answer)
-        self._forget_pending_refs(batch)
+        self._forget_pending_refs([r for r in batch if r.ref])
         return len(answers)
 
-    def _land_one(self, request: LandingRequest, tip: str, landed_items: dict[str, str]) -> tuple[LandingAnswer, str]:
+    def _branch(self) -> tuple[str, dict[str, str]]:
+        """The branch's tip and `{item: commit}` of the items on it: as our previous batch left them (while we
+        held the lock throughout: a push from outside since then fails our CAS push, and the batch is redone
+        from here on a fresh fetch), else fetched and scanned."""
+        if self._left is not None:
+            return self._left[0], dict(self._left[1])
+        self.cache.fetch()
+        tip = self.cache.head(self.branch)
+        return tip, trailer_commits(self.cache.path, tip, ITEM_TRAILER)
+
+    def _land_one(self, store: ObjectStore, request: LandingRequest, tip: str,
+                  landed_items: dict[str, str]) -> tuple[LandingAnswer, str]:
         if request.item_id in landed_items:  # never the same change twice, whatever crashed before
             return LandingAnswer("landed", landed_items[request.item_id]), tip
         if self.store.items.lease_holder(request.item_id) != request.attempt:
             return LandingAnswer("stale"), tip  # fencing: only the attempt holding the lease lands
-        tree, conflicts = merge_onto(self.cache.path, tip, request.commit)
+        if not store.has_commit(request.commit):
+            return LandingAnswer("missing"), tip  # not pushed, not on this host: the worker pushes it and asks again
+        tree, conflicts = store.merge_onto(tip, request.commit)
         if tree is None:
             return LandingAnswer("conflict", conflicted_paths=conflicts), tip
-        landed = replay_commit(self.cache.path, tree, tip, request.commit)
+        landed = store.replay_commit(tree, tip, request.commit)
         landed_items[request.item_id] = landed
         return LandingAnswer("landed", landed), landed
 
@@ -185,11 +235,12 @@ class Lander:
         self.lock.check()  # a lander that lost its lock while waiting never pushes
         pushed = push_if_unchanged(self.cache.path, self.cache.url, new_tip, self.branch, expected)
         if pushed:
+            self.pushes += 1
             self.store.redis.set(f"{self.key}:last_push", time.time(), ex=ANSWER_TTL_SECONDS)
         return pushed
 
     def _forget_pending_refs(self, batch: list[LandingRequest]) -> None:
-        """Delete the answered requests' pending refs on the remote (each only if it was not pushed again)."""
+        """Delete these answered requests' pending refs on the remote (each only if it was not pushed again)."""
         try:
             delete_remote_refs(self.cache.path, self.cache.url, {r.ref: r.commit for r in batch})
         except GitError as exc:  # the sweeper removes what is left; landing is not undone by this

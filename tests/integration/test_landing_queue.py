@@ -183,9 +183,12 @@ def test_a_lander_stalled_past_its_lock_never_undoes_its_successors(setup, redis
     for k, item_id in enumerate(first):
         hold_lease(store, item_id)
         enqueue(store, cache, *commit_in_slot(cache, item_id, f"s{k}.txt", f"{k}\n"))
-    store.redis.set(f"{key}:last_push", time.time())  # A waits 3 s before its push: freeze it then
+    # A waits about 8 s before its push: freeze it then, once its fetches (which hold the host's cache
+    # lock, that B needs) are surely over.
+    store.redis.set(f"{key}:last_push", time.time() + 5)
     lander_a = start_lander(redis_url, cache, push_interval=3, lock_seconds=2)
     wait_in_flight(store, key, 3)
+    time.sleep(1.5)
     os.killpg(lander_a.pid, signal.SIGSTOP)
     time.sleep(2.5)  # A's lock lapses while it is frozen
     store.redis.delete(f"{key}:last_push")

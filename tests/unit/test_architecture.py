@@ -74,8 +74,10 @@ def test_roles_import_only_the_core(role: str) -> None:
             assert room_of(module) != "local", f"{path.relative_to(ROOT)} imports the demo/local room: {module}"
 
 
-def test_gitpython_and_litellm_each_have_one_door() -> None:
+def test_gitpython_pygit2_and_litellm_each_have_one_door() -> None:
     gitpython = {p for p in modules("orchestrator", *ROLES) for m, _ in imports(p) if m.split(".")[0] == "git"}
+    pygit2 = {p for p in modules("orchestrator", *ROLES) for m, _ in imports(p) if m.split(".")[0] == "pygit2"}
+    assert pygit2 == {CORE / "git" / "objects.py"}
     litellm = {p for p in modules("orchestrator", *ROLES) for m, _ in imports(p) if m.split(".")[0] == "litellm"}
     assert gitpython == {CORE / "git" / "runner.py"}
     assert litellm == {CORE / "agent" / "model_access.py"}

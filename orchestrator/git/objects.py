@@ -1,0 +1,151 @@
+"""The object store in-process, through libgit2: the only module that imports pygit2.
+
+For landing's hot paths, where a git process per step costs more than the step: whether a commit is
+present, three-way merges of commits into a tree, replaying a commit with its author, committer, dates
+and message kept, reading a worktree's HEAD and standing a worktree on another commit. Objects are
+written straight into the repository's object store, as `git commit-tree` would write them.
+
+Like `runner` for git, libgit2 here reads no system, XDG or user configuration (set once, at import),
+and it never runs hooks, an fsmonitor or filter programs. It does not check, object by object, that what
+a new tree or commit names exists (libgit2's "strict object creation", off at import): everything written
+here is built from objects read from the same store. Failures raise one-line `GitError`s.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pygit2
+from pygit2.enums import CheckoutStrategy, ConfigLevel, RepositoryOpenFlag
+
+from orchestrator.git.runner import GitError, PathArg
+
+for _level in (ConfigLevel.SYSTEM, ConfigLevel.XDG, ConfigLevel.GLOBAL, ConfigLevel.PROGRAMDATA):
+    pygit2.settings.search_path[_level] = ""
+pygit2.settings.enable_strict_object_creation(False)
+
+
+@contextmanager
+def _failing_as(what: str) -> Iterator[None]:
+    """Turn libgit2's errors (pygit2.GitError, KeyError for a missing object, ValueError) into a GitError."""
+    try:
+        yield
+    except (pygit2.GitError, KeyError, ValueError) as exc:
+        raise GitError(f"{what}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _open(path: PathArg) -> pygit2.Repository:
+    with _failing_as(f"cannot open repository {os.fspath(path)}"):
+        return pygit2.Repository(os.fspath(path), RepositoryOpenFlag.NO_SEARCH)
+
+
+class _ObjectsInMemory(pygit2.OdbBackend):
+    """An object database backend holding written objects in a dict until they are packed (a loose object is
+    a file of its own, and creating a file costs more than merging and replaying a commit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.objects: dict[str, tuple[int, bytes]] = {}
+
+    def read_cb(self, oid: pygit2.Oid) -> tuple[int, bytes]:
+        return self.objects[str(oid)]  # KeyError: not here, libgit2 asks the next backend
+
+    def read_header_cb(self, oid: pygit2.Oid) -> tuple[int, int]:
+        kind, data = self.objects[str(oid)]
+        return kind, len(data)
+
+    def read_prefix_cb(self, prefix: pygit2.Oid) -> tuple[int, bytes, pygit2.Oid]:
+        raise KeyError(prefix)  # only full ids are written and read here
+
+    def exists_cb(self, oid: pygit2.Oid) -> bool:
+        return str(oid) in self.objects
+
+    def exists_prefix_cb(self, prefix: pygit2.Oid) -> pygit2.Oid:
+        raise KeyError(prefix)
+
+    def write_cb(self, oid: pygit2.Oid, data: bytes, kind: int) -> None:
+        self.objects[str(oid)] = (kind, bytes(data))
+
+    def refresh_cb(self) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[pygit2.Oid]:
+        return (pygit2.Oid(hex=sha) for sha in list(self.objects))
+
+
+class ObjectStore:
+    """One repository (a bare cache, or a worktree of it) opened in-process; one per thread.
+
+    `buffered`: objects written (merged trees, replayed commits) stay in memory until `write_pack` writes
+    them as one pack into the repository, which must happen before anything outside this process (a git
+    push) needs them; unwritten ones vanish with the store."""
+
+    def __init__(self, path: PathArg, buffered: bool = False) -> None:
+        self.repo = _open(path)
+        self._memory: _ObjectsInMemory | None = None
+        if buffered:
+            self._memory = _ObjectsInMemory()
+            with _failing_as("cannot buffer objects in memory"):
+                self.repo.odb.add_backend(self._memory, 1_000)  # first in line: every write lands here
+
+    def write_pack(self) -> int:
+        """Write the objects buffered so far as one pack into the repository; returns how many."""
+        if self._memory is None or not self._memory.objects:
+            return 0
+        with _failing_as(f"cannot write a pack into {self.repo.path}"):
+            builder = pygit2.PackBuilder(self.repo)
+            for sha in self._memory.objects:
+                builder.add(pygit2.Oid(hex=sha))
+            builder.write(os.path.join(self.repo.path, "objects", "pack"))
+        written = len(self._memory.objects)
+        self._memory.objects.clear()
+        return written
+
+    def has_commit(self, sha: str) -> bool:
+        """Whether the object store holds commit `sha` (worktrees of one host's cache share it)."""
+        try:
+            return isinstance(self.repo.get(sha), pygit2.Commit)
+        except (pygit2.GitError, ValueError):
+            return False
+
+    def merge_onto(self, tip: str, commit: str) -> tuple[str | None, list[str]]:
+        """Three-way merge of `commit` onto `tip` (from their merge base, renames found): (tree, []) or
+        (None, the conflicting paths)."""
+        with _failing_as(f"merge of {commit[:12]} onto {tip[:12]} failed"):
+            index = self.repo.merge_commits(tip, commit)
+            if index.conflicts is not None:
+                return None, sorted({entry.path for sides in index.conflicts for entry in sides if entry is not None})
+            return str(index.write_tree(self.repo)), []
+
+    def replay_commit(self, tree: str, parent: str, original: str) -> str:
+        """A commit of `tree` on `parent` with `original`'s author, committer, dates, message and encoding."""
+        with _failing_as(f"replay of {original[:12]} failed"):
+            source = self.repo[original].peel(pygit2.Commit)
+            encoding = () if source.message_encoding is None else (source.message_encoding,)
+            oid = self.repo.create_commit(None, source.author, source.committer, source.raw_message,
+                                          pygit2.Oid(hex=tree), [pygit2.Oid(hex=parent)], *encoding)
+            return str(oid)
+
+
+def has_commit(path: PathArg, sha: str) -> bool:
+    """Whether the repository at `path` already has commit `sha`."""
+    return ObjectStore(path).has_commit(sha)
+
+
+def head_commit(path: PathArg) -> str:
+    """Sha of HEAD in the repository or worktree at `path`."""
+    repo = _open(path)
+    with _failing_as(f"no HEAD in {os.fspath(path)}"):
+        return str(repo.head.peel(pygit2.Commit).id)
+
+
+def stand_on(worktree: PathArg, sha: str) -> None:
+    """Move a clean worktree onto commit `sha`, detached: its index and the files that differ are rewritten
+    (files git does not track are left alone)."""
+    repo = _open(worktree)
+    with _failing_as(f"cannot move {os.fspath(worktree)} onto {sha[:12]}"):
+        commit = repo[sha].peel(pygit2.Commit)
+        repo.checkout_tree(commit.tree, strategy=CheckoutStrategy.FORCE)
+        repo.set_head(commit.id)
