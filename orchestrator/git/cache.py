@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from orchestrator.config.secrets import redact_url
-from orchestrator.git.repo import reset_worktree, rev_sha
+from orchestrator.git.repo import rev_sha
 from orchestrator.git.runner import FETCH_TIMEOUT_S, GitError, PathArg, check_args, git_env, run_git
 
 logger = logging.getLogger(__name__)
@@ -102,4 +102,5 @@ class BareCache:
             run_git(self._path, "worktree", "add", "--quiet", "--detach", "--no-checkout", os.fspath(path),
                   start_point, git_dir=self._path, what=f"cannot add worktree {path}")
         logger.info("added worktree %s at %s", path, start_point)
-        reset_worktree(path, start_point)
+        # A new worktree has no stray state: one checkout makes it exact (a reused one gets `reset_worktree`).
+        run_git(path, "checkout", "--quiet", "--detach", "--force", start_point, what=f"cannot check out {start_point}")

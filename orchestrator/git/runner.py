@@ -25,8 +25,10 @@ PUSH_REJECTIONS = ("non-fast-forward", "fetch first", "stale info", "failed to u
 
 
 # Cadre's own git ignores system and user configuration and never runs hooks or an fsmonitor: a
-# repository (or an agent in its worktree) cannot make Cadre's git run a program.
-FIXED_CONFIG = {"core.hooksPath": "/dev/null", "core.fsmonitor": "false", "protocol.ext.allow": "never"}
+# repository (or an agent in its worktree) cannot make Cadre's git run a program. Checkouts write files
+# with one process per core (a first slot of a large repository is mostly file creation).
+FIXED_CONFIG = {"core.hooksPath": "/dev/null", "core.fsmonitor": "false", "protocol.ext.allow": "never",
+                "checkout.workers": "0"}
 FIXED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_COUNT": str(len(FIXED_CONFIG)),
              **{f"GIT_CONFIG_KEY_{i}": key for i, key in enumerate(FIXED_CONFIG)},
              **{f"GIT_CONFIG_VALUE_{i}": value for i, value in enumerate(FIXED_CONFIG.values())}}
