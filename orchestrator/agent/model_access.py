@@ -22,6 +22,15 @@ logging.getLogger("LiteLLM").setLevel(logging.WARNING)
 FATAL_ERRORS = (litellm.AuthenticationError, litellm.NotFoundError, litellm.PermissionDeniedError)
 
 
+def warm_up() -> None:
+    """Load what litellm otherwise loads on the first call of each process (response types, the HTTP
+    client stack): done once in a worker's main process, its pool processes share it. No network."""
+    litellm.completion(model="openai/warm-up", api_key="none", mock_response="ok",
+                       messages=[{"role": "user", "content": "warm up"}])
+    for module in ("httpcore", "h11", "httpx._transports.default"):
+        __import__(module)
+
+
 class ModelAccessError(RuntimeError):
     """The model cannot be used at all (bad key, unknown model, no permission): retrying is pointless."""
 

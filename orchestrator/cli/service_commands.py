@@ -44,10 +44,14 @@ def worker(
     guarded(lambda: check_sandbox(sandbox_for(settings), settings.data_dir / "sandbox-probe"))
     guarded(open_store)
     import_module(TASK_MODULES_BY_ROLE[role])
-    import_module("orchestrator.agent.model_access")  # litellm's slow import, done once before the pool forks
+    # litellm's slow import and first-call loading, done once before the pool forks, then frozen there.
+    import_module("orchestrator.agent.model_access").warm_up()
     from orchestrator.config.secrets import connect_log_scrubbing
     from orchestrator.queues.app import app
+    from orchestrator.queues.pool_memory import connect_pool_memory
     from orchestrator.queues.shutdown import connect_worker_signals
+
+    connect_pool_memory()
 
     if max_tasks and concurrency != 1:
         fail("--max-tasks needs --concurrency 1")
