@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,14 @@ from orchestrator.git.runner import FETCH_TIMEOUT_S, GitError, PathArg, check_ar
 
 logger = logging.getLogger(__name__)
 ORIGIN_REFSPEC = "+refs/heads/*:refs/remotes/origin/*"
+
+
+def _read_stamp(stamp: Path) -> int:
+    """When the last completed fetch began (ns since the epoch), or 0."""
+    try:
+        return int(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
 
 
 class BareCache:
@@ -70,12 +79,21 @@ class BareCache:
 
     def fetch(self) -> None:
         """Fetch the remote's branches into `refs/remotes/origin/*` (pruned), serialized across the host's
-        processes. The URL with its credentials goes on the command line only, never into a config file."""
+        processes. The URL with its credentials goes on the command line only, never into a config file.
+
+        Callers that queue up behind one fetch share the next: a fetch that began after this call began
+        (recorded in `<cache>.fetched`) saw the remote as it is now or later, so this call returns at once."""
+        asked = time.time_ns()
+        stamp = self._path.with_name(self._path.name + ".fetched")
         with self.lock():
+            if asked <= _read_stamp(stamp) <= time.time_ns():  # (a stamp from the future: the clock went back)
+                return
+            began = time.time_ns()
             logger.debug("fetching %s into %s", self.public_url, self._path)
             run_git(self._path, "fetch", "--prune", "--no-tags", "--quiet", self.url, ORIGIN_REFSPEC,
                     git_dir=self._path, env=git_env(network=True), kill_after_timeout=FETCH_TIMEOUT_S,
                     what=f"cannot fetch {self.public_url}")
+            stamp.write_text(str(began), encoding="utf-8")
 
     def head(self, branch: str) -> str:
         """Sha of `refs/remotes/origin/<branch>` as last fetched; GitError if the cache lacks it."""

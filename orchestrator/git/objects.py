@@ -149,3 +149,43 @@ def stand_on(worktree: PathArg, sha: str) -> None:
         commit = repo[sha].peel(pygit2.Commit)
         repo.checkout_tree(commit.tree, strategy=CheckoutStrategy.FORCE)
         repo.set_head(commit.id)
+
+
+def resolve_commit(path: PathArg, rev: str) -> str | None:
+    """Sha of the commit `rev` names in the repository at `path`, or None if it names none."""
+    repo = _open(path)
+    try:
+        return str(repo.revparse_single(rev).peel(pygit2.Commit).id)
+    except (pygit2.GitError, KeyError, ValueError, pygit2.InvalidSpecError):
+        return None
+
+
+def first_unreachable(path: PathArg, tip: str, hidden_prefix: str = "refs/remotes/") -> str | None:
+    """A commit reachable from `tip` but from no ref under `hidden_prefix` (the worktree's own work), or None."""
+    repo = _open(path)
+    with _failing_as(f"cannot walk from {tip} in {os.fspath(path)}"):
+        walker = repo.walk(repo.revparse_single(tip).peel(pygit2.Commit).id, pygit2.enums.SortMode.NONE)
+        for name in repo.references:
+            if name.startswith(hidden_prefix):
+                target = repo.references[name].resolve().target
+                if isinstance(repo.get(target), pygit2.Commit):
+                    walker.hide(target)
+        return next((str(commit.id) for commit in walker), None)
+
+
+def check_out_detached(worktree: PathArg, sha: str) -> None:
+    """Put a worktree on commit `sha`, detached: index and tracked files rewritten, merge or cherry-pick
+    state dropped. Untracked and ignored files stay (`git clean` removes them, nested repositories too)."""
+    repo = _open(worktree)
+    with _failing_as(f"cannot reset {os.fspath(worktree)} to {sha[:12]}"):
+        commit = repo[sha].peel(pygit2.Commit)
+        repo.checkout_tree(commit.tree, strategy=CheckoutStrategy.FORCE)
+        repo.set_head(commit.id)
+        repo.state_cleanup()
+
+
+def staged_changes(worktree: PathArg) -> bool:
+    """Whether the worktree's index differs from its HEAD commit."""
+    repo = _open(worktree)
+    with _failing_as(f"cannot compare the index of {os.fspath(worktree)}"):
+        return len(repo.index.diff_to_tree(repo.head.peel(pygit2.Commit).tree)) > 0
