@@ -8,9 +8,11 @@ echo '```'
 echo; echo "## 1. Dispatch"; echo; python bench/dispatch_bench.py --items 100
 echo; echo "## 2. Workspace"; echo; python bench/workspace_bench.py --files 1000 10000 50000
 echo; echo "## 3. Integration"; echo; python bench/integration_bench.py --workers 1 8 32 64 --conflicts 0 0.1 --landings 64
+echo; echo "End to end at 32 workers, 256 landings (queue beside direct):"; echo
+python bench/integration_bench.py --workers 32 --conflicts 0 --landings 256
 echo; echo "Hosted remote, 6 pushes a minute (queue mode, push interval 10 s, 32 workers, 60 s):"; echo
 python bench/integration_bench.py --hosted --seconds 60
 echo; python bench/integration_bench.py --lander-only 500
 echo; echo "## 4. Scale"; echo; python bench/scale_bench.py --items 5000 --workers 500
 echo; echo "## 5. Footprint"; echo; python bench/footprint.py
-echo; echo "## Fault injection"; echo; echo '```'; python bench/fault_injection.py --trials 20 2>/dev/null; echo '```'
+echo; echo "## 6. Fault injection"; echo; python bench/fault_injection.py --trials 9 2>/dev/null

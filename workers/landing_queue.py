@@ -130,7 +130,8 @@ class Lander:
     Every side effect (the push, the answers, clearing the in-flight list) happens only while the lock
     is still ours: a lander that stalled past its lock's TTL finds it lost and stops without touching
     what its successor took over. `pushes` counts its pushes that moved the branch, `redos` its CAS
-    pushes refused because the branch had moved (each batch so refused was refetched and landed again).
+    pushes refused because the branch had moved (each batch so refused was refetched and landed again);
+    every lander of the branch adds both to the hash `<queue key>:counts` too.
     """
 
     def __init__(self, store: Store, cache: BareCache, branch: str, push_interval: float = 0.0,
@@ -190,6 +191,7 @@ class Lander:
                 break
             self._left = None
             self.redos += 1
+            self.store.redis.hincrby(f"{self.key}:counts", "redos", 1)  # for operators and benchmarks
             log.info("branch %s moved under the lander; redoing a batch of %s", self.branch, len(batch))
 
         def answer(pipe) -> None:
@@ -236,6 +238,7 @@ class Lander:
         pushed = push_if_unchanged(self.cache.path, self.cache.url, new_tip, self.branch, expected)
         if pushed:
             self.pushes += 1
+            self.store.redis.hincrby(f"{self.key}:counts", "pushes", 1)
             self.store.redis.set(f"{self.key}:last_push", time.time(), ex=ANSWER_TTL_SECONDS)
         return pushed
 
