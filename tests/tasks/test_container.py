@@ -125,18 +125,19 @@ demo_model = container(image="{cadre_image.id}", network="{default_pytest_celery
 
 @pytest.fixture
 def shared_repos(tmp_path) -> Path:
-    """A folder of bare repositories, mounted into the worker container at /repos (the container's user
-    writes to it)."""
+    """A folder of bare repositories, mounted into the worker container at /repos and owned by the container's
+    user (uid 1000, as `deploy/Dockerfile` makes it): git refuses a repository its user does not own."""
     folder = tmp_path / "repos"
     make_remote(folder, {"README.md": "# in the image\n"})
-    subprocess.run(["chmod", "-R", "a+rwX", str(folder)], check=True)
+    subprocess.run(["chown", "-R", "1000:1000", str(folder)], check=True)
     return folder
 
 
 @pytest.fixture
 def cadre_worker_env(default_worker_env, demo_model) -> dict:
     return {**default_worker_env, "CADRE_REDIS_URL": default_worker_env["CELERY_BROKER_URL"],
-            "CADRE_DEMO_MODEL_URL": f"http://{demo_model.name}:8000/v1", "CADRE_DATA_DIR": "/tmp/cadre-data"}
+            # Docker's network alias of a container is its short id (as pytest-celery addresses Redis).
+            "CADRE_DEMO_MODEL_URL": f"http://{demo_model.id[:12]}:8000/v1", "CADRE_DATA_DIR": "/tmp/cadre-data"}
 
 
 default_worker_container = container(
@@ -167,7 +168,8 @@ def test_one_work_item_through_the_real_image(celery_setup, shared_repos):
                f"the item did not settle\n{celery_setup.worker.logs()[-3000:]}")
     settled = store.items.get(item.id)
     assert settled.status is ItemStatus.DONE and settled.handoff.commit, settled.handoff
-    assert git("show", "main:image.txt", cwd=shared_repos / "remote.git") == "written in the image"
+    assert git("-c", f"safe.directory={shared_repos / 'remote.git'}", "show", "main:image.txt",
+               cwd=shared_repos / "remote.git") == "written in the image"  # (the repository is uid 1000's)
     assert settled.attempts[0].node.startswith("worker@"), "run by the container's Cadre worker"
     celery_setup.worker.assert_log_exists("cadre.execute_work_item")
 
