@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other in one sitting; the tables go to standard output (BENCHMARKS.md).
+# `--no-faults` leaves out the fault-injection trials (about half an hour), e.g. when they ran on their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "## Machine"; echo; echo '```'
@@ -15,4 +16,6 @@ python bench/integration_bench.py --hosted --seconds 60
 echo; python bench/integration_bench.py --lander-only 500
 echo; echo "## 4. Scale"; echo; python bench/scale_bench.py --items 5000 --workers 500
 echo; echo "## 5. Footprint"; echo; python bench/footprint.py
-echo; echo "## 6. Fault injection"; echo; python bench/fault_injection.py --trials 9 2>/dev/null
+if [ "${1:-}" != "--no-faults" ]; then
+  echo; echo "## 6. Fault injection"; echo; python bench/fault_injection.py --trials 9 2>/dev/null
+fi
