@@ -1,202 +1,189 @@
-"""Fault injection: K trials, each SIGKILLing a worker's process group at a random moment mid-run.
+"""Fault injection: for each fault, N trials on a real local stack (a private redis-server, real `cadre`
+worker processes, a bare git remote, the scripted model server on 127.0.0.1), at Cadre's default settings.
+Each trial is a run of 3 items with the fault injected at a random moment (bench/faults/injections.py):
 
-Prints, over all trials: items, landed exactly once, duplicated, lost, and the mean and worst
-recovery time (from the kill to the settling of the item the dead worker held). Not a test: a
-script that prints figures.
+    worker-kill, lander-stall, redis-restart, message-lost, judge-kill, network-cut
 
-    python bench/fault_injection.py --trials 20
+Prints a Markdown table: per fault, the trials, items lost (planned, never landed nor settled), items
+duplicated (their `Cadre-Item` trailer on the remote's main more than once), the median and worst recovery
+time (fault → every item it caught unsettled has settled; → the end of the run for the judge), and a verdict
+against the targets (0 lost, 0 duplicated, recovery < 2 min); then a total row. Every figure is measured
+(bench/faults/tally.py). The faults run side by side, each on a stack of its own; progress and every trial's
+details go to stderr. Not a test: a script that prints figures. `network-cut` needs root and iproute2.
+
+    python bench/fault_injection.py --trials 9                   # 54 trials, about 20 minutes
+    python bench/fault_injection.py --faults worker-kill,judge-kill --trials 2
+    python bench/fault_injection.py --trials 2 --set LEASE_SECONDS=10 --set TICK_SECONDS=2   # not the defaults
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
 import os
 import random
+import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.local.processes import CadreProcess, RedisServer  # noqa: E402
-from orchestrator.local.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
-from orchestrator.state.models import TERMINAL_RUN_STATUSES  # noqa: E402
-from orchestrator.state.records import connect
-from orchestrator.state.store import Store  # noqa: E402
+from bench.faults.injections import FAULTS, NotInjected, settings_for  # noqa: E402
+from bench.faults.netns import remove_leftovers  # noqa: E402
+from bench.faults.stack import ITEMS_PER_RUN, Stack, StackSettings  # noqa: E402
+from bench.faults.tally import Totals, combined  # noqa: E402
+from orchestrator.config.settings import CadreSettings  # noqa: E402
+from workers.landing_queue import LOCK_SECONDS  # noqa: E402
 
-ITEMS_PER_RUN = 3
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-           "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+MAX_SKIPS = 3  # runs without the fault's moment, per trial asked for, before a fault is given up
+MAX_ERRORS = 3  # trials ended by an error (each rebuilds the stack) before a fault is given up
 
 
-def make_remote(root: Path) -> Path:
-    remote, seed = root / "remote.git", root / "seed"
-    git("init", "-q", "--bare", "-b", "main", str(remote))
-    git("init", "-q", "-b", "main", str(seed))
-    (seed / "README.md").write_text("bench\n")
-    git("add", "-A", cwd=seed)
-    git("commit", "-q", "-m", "initial", cwd=seed)
-    git("push", "-q", str(remote), "main", cwd=seed)
-    return remote
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def policy(request: dict):
-    """Planner: ITEMS_PER_RUN files; workers: think 0.5-2.5 s, write their file, finish; judge: done."""
-    tools = {t["function"]["name"] for t in request.get("tools", [])}
-    answered = any(m["role"] == "tool" for m in request["messages"])
-    text = "\n".join(m.get("content") or "" for m in request["messages"] if m["role"] == "user")
-    if "create_task" in tools:
-        if answered:
-            return reply(call("finish", summary="planned"))
-        run_tag = text.split("Goal:\n", 1)[1].split("\n", 1)[0]
-        return reply(*(call("create_task", title=f"write {run_tag}-{k}.txt", instructions=f"file {k}")
-                       for k in range(ITEMS_PER_RUN)))
-    if "verdict" in tools:
-        return reply(call("verdict", done=True, reason="files written"))
-    if answered:
-        return reply(call("finish", summary="written"))
-    time.sleep(random.uniform(0.5, 2.5))
-    path = text.split("Your task: write ", 1)[1].split("\n", 1)[0]
-    return reply(call("write_file", path=path, content="x\n"))
-
-
-class Bench:
-    def __init__(self, root: Path, workers: int, lease: int, tick: float):
-        self.root = root
-        self.count = 0
-        self.groups: dict[int, int] = {}
-        self.redis = RedisServer(root / "redis").start()
-        self.store = Store(connect(self.redis.url))
-        self.model = ScriptedModelServer(policy).start()
-        self.remote = make_remote(root)
-        self.env = {**os.environ, "CADRE_REDIS_URL": self.redis.url, "CADRE_DATA_DIR": str(root / "data"),
-                    "CADRE_LEASE_SECONDS": str(lease), "CADRE_TICK_SECONDS": str(tick),
-                    "CADRE_API_KEY": "bench-key", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                    "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-        for role in ("PLANNER", "WORKER", "JUDGE"):
-            self.env[f"CADRE_{role}_MODEL"] = "openai/bench"
-            self.env[f"CADRE_{role}_API_BASE"] = self.model.base_url
-        self.others = [self.start("worker", "--role", "planner"), self.start("worker", "--role", "judge"),
-                       self.start("beat")]
-        self.workers = [self.start("worker", "--role", "worker") for _ in range(workers)]
-
-    def start(self, *args: str) -> CadreProcess:
-        self.count += 1
-        return CadreProcess(list(args), self.env, self.root / f"process-{self.count}.log")
-
-    def trial(self, number: int) -> dict:
-        started = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", "--repo", str(self.remote),
-                                  "--goal", f"trial{number}"], env=self.env, capture_output=True, text=True)
-        run_id = started.stdout.split()[0]
-        deadline = time.monotonic() + 60
-        while not self.claims(run_id) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(random.uniform(0, 2.5))  # a random moment in the workers' agent runs
-        holding = {self.group_of(pid) for pid in self.claims(run_id).values()}
-        victim = random.choice([w for w in self.workers if w.process.pid in holding] or self.workers)
-        os.killpg(victim.process.pid, signal.SIGKILL)
-        killed_at = time.time()
-        held = [item for item, pid in self.claims(run_id, alive_only=False).items()
-                if self.group_of(pid) == victim.process.pid]
-        victim.stop()
-        self.workers[self.workers.index(victim)] = self.start("worker", "--role", "worker")
-        while self.store.runs.get(run_id).status not in TERMINAL_RUN_STATUSES:
-            time.sleep(0.1)
-        return self.tally(run_id, held, killed_at)
-
-    def group_of(self, pid: int) -> int | None:
-        """The worker process group of a pool process (None once it is gone)."""
-        try:
-            return os.getpgid(pid)
-        except ProcessLookupError:
-            return self.groups.get(pid)
-
-    def claims(self, run_id: str, alive_only: bool = True) -> dict[str, int]:
-        """item → pid of the process holding its latest claim, for items not yet settled."""
-        latest = {}
-        for event in self.store.events.read(run_id):
-            if event.type == "item_claimed":
-                latest[event.data["item_id"]] = int(event.data["worker"].rsplit(":", 1)[1])
-            elif event.type in {"item_settled", "item_requeued"}:
-                latest.pop(event.data["item_id"], None)
-        for pid in latest.values():
-            if pid not in self.groups and _alive(pid):
-                self.groups[pid] = os.getpgid(pid)
-        return {item: pid for item, pid in latest.items() if not alive_only or _alive(pid)}
-
-    def tally(self, run_id: str, held: list[str], killed_at: float) -> dict:
-        result = {"items": 0, "once": 0, "duplicated": 0, "lost": 0, "recovery": []}
-        for item in self.store.items.many(self.store.items.ids_of_run(run_id)):
-            trailer = f"Cadre-Item: {item.id}"
-            landed = len(git("log", "--format=%H", "--fixed-strings", f"--grep={trailer}", "main",
-                             cwd=self.remote).split())
-            result["items"] += 1
-            result["once"] += landed == 1
-            result["duplicated"] += landed > 1
-            result["lost"] += landed == 0
-            if item.id in held and item.settled_at and item.settled_at > killed_at:
-                result["recovery"].append(item.settled_at - killed_at)
-        return result
-
-    def close(self) -> None:
-        for process in self.workers + self.others:
-            process.stop()
-        self.model.stop()
-        self.redis.stop()
-
-
-def _alive(pid: int) -> bool:
+def run_fault(fault: str, options, workdir: Path, starting=contextlib.nullcontext()) -> Totals:
+    """`options.trials` counted trials of `fault` on one stack (rebuilt after an error); stacks start one at a
+    time while holding `starting` (a lock shared by the faults that run side by side)."""
+    totals, stack, number = Totals(fault, asked=options.trials), None, 0
+    rng = random.Random(f"{options.seed}-{fault}" if options.seed is not None else None)
+    settings = settings_for(fault, StackSettings(tuple(options.overrides), options.workers,
+                                                 run_timeout=options.run_timeout), options)
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+        while len(totals.trials) < options.trials and totals.skipped < MAX_SKIPS * options.trials:
+            number += 1
+            started = time.monotonic()
+            try:
+                if stack is None:
+                    with starting:
+                        stack = Stack(Path(tempfile.mkdtemp(prefix=f"{fault}-", dir=workdir)), settings)
+                    log(f"{fault}: stack up in {stack.root} ({time.monotonic() - started:.0f} s)")
+                    started = time.monotonic()
+                trial = FAULTS[fault](stack, f"{fault}-{number}", rng, options)
+            except NotInjected as exc:
+                totals.skipped += 1
+                log(f"{fault} run {number}: fault not injected ({exc}); not counted")
+                continue
+            except Exception:  # noqa: BLE001 - reported, and the stack rebuilt
+                totals.errors.append(traceback.format_exc().strip().splitlines()[-1])
+                log(f"{fault} run {number}: error, stack rebuilt:\n{traceback.format_exc()}")
+                if stack is not None:
+                    stack.close()
+                stack = None
+                if len(totals.errors) >= MAX_ERRORS:
+                    break
+                continue
+            totals.trials.append(trial)
+            log(f"{fault} trial {len(totals.trials)}/{options.trials} ({time.monotonic() - started:.0f} s): "
+                f"{trial.line()}")
+    finally:
+        if stack is not None:
+            stack.close()
+    return totals
+
+
+def _child(fault: str, options, workdir: Path, results, starting) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the stack and its namespace are cleaned up
+    try:
+        results.put(run_fault(fault, options, workdir, starting))
+    except BaseException:
+        results.put(Totals(fault, asked=options.trials, errors=[traceback.format_exc().strip().splitlines()[-1]]))
+        raise
+
+
+def run_all(faults: list[str], options, workdir: Path) -> list[Totals]:
+    """Every fault in a process of its own, `options.parallel` at a time; their totals in `faults` order."""
+    context = multiprocessing.get_context("fork")
+    results, starting, running, done = context.Queue(), context.Lock(), {}, {}
+    waiting = list(faults)
+
+    def forward(signum, _frame) -> None:
+        for process in running.values():
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    while waiting or running:
+        while waiting and len(running) < options.parallel:
+            fault = waiting.pop(0)
+            running[fault] = context.Process(target=_child, name=fault,
+                                             args=(fault, options, workdir, results, starting))
+            running[fault].start()
+        try:
+            totals = results.get(timeout=5)
+            done[totals.fault] = totals
+            running.pop(totals.fault).join()
+        except Exception:  # noqa: BLE001 - queue.Empty: look for a child that died without a word
+            for fault, process in list(running.items()):
+                if not process.is_alive() and fault not in done:
+                    done[fault] = Totals(fault, asked=options.trials, errors=[f"exited with {process.exitcode}"])
+                    running.pop(fault)
+    return [done[f] for f in faults]
+
+
+def print_table(results: list[Totals], options, seconds: float) -> None:
+    settings = CadreSettings(**{name.lower(): value for name, value in options.overrides})
+    print(f"Cadre settings: lease {settings.lease_seconds} s, tick {settings.tick_seconds:g} s, lander lock "
+          f"{LOCK_SECONDS} s, integration `{settings.integration}`, push interval "
+          f"{settings.land_push_interval_seconds:g} s, max attempts {settings.max_attempts}"
+          + (f" (overridden: {', '.join(f'{n}={v}' for n, v in options.overrides)})" if options.overrides else
+             " (the defaults)")
+          + f". Per stack {options.workers} worker processes; {ITEMS_PER_RUN} items per run.\n")
+    print("| fault | trials | lost | duplicated | recovery p50 s | recovery max s | verdict |")
+    print("|---|---|---|---|---|---|---|")
+    for totals in results:
+        print(totals.row())
+    print(combined(results).row("**total**"))
+    print()
+    for totals in results:
+        extra = [f"{totals.total('planned')} items planned, {totals.total('landed')} landed"]
+        recoveries = (f"{t.recovery:.0f}" if t.recovery is not None else "never" for t in totals.trials)
+        extra += [f"recoveries (s): {', '.join(recoveries)}"]
+        extra += [f"{totals.skipped} run(s) without the fault's moment (not counted)"] if totals.skipped else []
+        extra += [f"errors: {'; '.join(totals.errors)}"] if totals.errors else []
+        print(f"- {totals.fault}: " + "; ".join(extra) + ".")
+    print(f"\nTotal wall time: {seconds / 60:.1f} min ({options.parallel} faults at a time). "
+          f"Command: `python {' '.join(sys.argv)}`.")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--lease-seconds", type=int, default=10)
-    parser.add_argument("--tick-seconds", type=float, default=2.0)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cadre-faults-") as tmp:
-        bench = Bench(Path(tmp), args.workers, args.lease_seconds, args.tick_seconds)
-        totals = {"items": 0, "once": 0, "duplicated": 0, "lost": 0, "recovery": []}
-        try:
-            for number in range(1, args.trials + 1):
-                outcome = trial_with_progress(bench, number)
-                for key in ("items", "once", "duplicated", "lost"):
-                    totals[key] += outcome[key]
-                totals["recovery"] += outcome["recovery"]
-        finally:
-            bench.close()
-    recovery = totals["recovery"]
-    print(f"trials                 {args.trials}")
-    print(f"workers                {args.workers} (lease {args.lease_seconds} s, tick {args.tick_seconds:g} s)")
-    print(f"items                  {totals['items']}")
-    print(f"landed exactly once    {totals['once']}")
-    print(f"duplicated             {totals['duplicated']}")
-    print(f"lost                   {totals['lost']}")
-    print(f"items the killed held  {len(recovery)}")
-    if recovery:
-        print(f"recovery mean          {statistics.mean(recovery):.1f} s")
-        print(f"recovery worst         {max(recovery):.1f} s")
-
-
-def trial_with_progress(bench: Bench, number: int) -> dict:
-    outcome = bench.trial(number)
-    print(f"trial {number}: {outcome['once']}/{outcome['items']} landed once, {outcome['duplicated']} duplicated, "
-          f"{outcome['lost']} lost, recovery {[round(r, 1) for r in outcome['recovery']]}", file=sys.stderr)
-    return outcome
+    parser.add_argument("--trials", type=int, default=9, help="counted trials per fault")
+    parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated, of: {', '.join(FAULTS)}")
+    parser.add_argument("--parallel", type=int, default=len(FAULTS), help="faults run side by side")
+    parser.add_argument("--workers", type=int, default=3, help="worker processes per stack")
+    parser.add_argument("--judge-delay", type=float, default=10.0, help="seconds the judge's model call takes")
+    parser.add_argument("--redis-down-seconds", type=float, default=10.0)
+    parser.add_argument("--cut-seconds", type=float, default=30.0)
+    parser.add_argument("--run-timeout", type=float, default=300.0, help="a run not ended by then is stopped")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="a Cadre setting for every process (CADRE_NAME); default: none, Cadre's defaults")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep stacks and logs here (default: deleted)")
+    options = parser.parse_args()
+    faults = [f.strip() for f in options.faults.split(",") if f.strip()]
+    if unknown := [f for f in faults if f not in FAULTS]:
+        parser.error(f"unknown faults {unknown}: choose from {', '.join(FAULTS)}")
+    options.overrides = [tuple(o.upper().removeprefix("CADRE_").split("=", 1)) for o in options.overrides]
+    for name in [n for n in os.environ if n.startswith("CADRE_")]:  # the stacks run on Cadre's defaults
+        del os.environ[name]
+    remove_leftovers()
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="cadre-faults-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        results = run_all(faults, options, workdir)
+    finally:
+        if options.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print_table(results, options, time.monotonic() - started)
 
 
 if __name__ == "__main__":

@@ -32,12 +32,14 @@ LIMIT_STATUSES = frozenset({"step_limit", "cost_limit", "limit"})
 @dataclass(frozen=True)
 class Outcome:
     """How an attempt ends: settle with `status`, or (status None) requeue for a new attempt, as a
-    failure or, when `interrupted` (a graceful stop), without using up an attempt."""
+    failure or, when `interrupted` (a graceful stop), without using up an attempt. `attempt_outcome`
+    names how the attempt ended when requeued (default: `error`, or `interrupted`)."""
 
     status: ItemStatus | None
     handoff: Handoff
     reason: str = ""
     interrupted: bool = False
+    attempt_outcome: str = ""
 
 
 HANDOFF_PARAMETERS = params(
@@ -144,6 +146,8 @@ def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease
         files_changed=stats.files, insertions=stats.insertions, deletions=stats.deletions,
         conflicted_paths=landing.conflicted_paths, **measured,
     )
+    if landing.stale:  # our lease lapsed (frozen, cut off): as the reaper would, hand the item to a new attempt
+        return Outcome(None, handoff, landing.reason, attempt_outcome="lost")
     return Outcome(ItemStatus.DONE if landing.landed else ItemStatus.FAILED, handoff, landing.reason)
 
 

@@ -69,7 +69,7 @@ def finish_attempt(store: Store, settings: CadreSettings, item: WorkItem, outcom
     handoff = outcome.handoff.model_copy(update={"seconds": seconds})
     if outcome.status is None:
         if requeue_or_fail(store, item, outcome.reason, settings.max_attempts, handoff,
-                           outcome.interrupted) == "stale":
+                           outcome.interrupted, outcome.attempt_outcome) == "stale":
             _report_stale(store, item, handoff)
         return
     settled = store.items.settle(item.id, item.attempt, outcome.status, handoff)

@@ -46,6 +46,7 @@ class LandingResult:
     conflicted_paths: list[str] = field(default_factory=list)
     reason: str = ""
     steps: dict[str, float] = field(default_factory=dict)
+    stale: bool = False  # refused because the attempt no longer holds its lease: the item needs a new attempt
 
 
 @contextmanager
@@ -79,7 +80,8 @@ def backoff_seconds(retry: int) -> float:
 
 
 def rescue(worktree: Path, cache: BareCache, item_id: str, attempt: int, reason: str,
-           conflicted: list[str] | None = None, retries: int = 0, steps: dict[str, float] | None = None) -> LandingResult:
+           conflicted: list[str] | None = None, retries: int = 0, steps: dict[str, float] | None = None,
+           stale: bool = False) -> LandingResult:
     """Push the worktree's HEAD to the attempt's rescue branch (forced: the branch is the attempt's own)."""
     branch = rescue_branch_name(item_id, attempt)
     steps = {} if steps is None else steps
@@ -89,7 +91,7 @@ def rescue(worktree: Path, cache: BareCache, item_id: str, attempt: int, reason:
         raise RuntimeError(f"could not push rescue branch {branch}: {result.message}")
     log.warning("item %s attempt %s rescued to %s: %s", item_id, attempt, branch, reason)
     return LandingResult(landed=False, commit=head_sha(worktree), retries=retries, rescue_branch=branch,
-                         conflicted_paths=conflicted or [], reason=reason, steps=steps)
+                         conflicted_paths=conflicted or [], reason=reason, steps=steps, stale=stale)
 
 
 def land(worktree: Path, cache: BareCache, branch: str, item_id: str, attempt: int, max_attempts: int,
@@ -117,7 +119,7 @@ def land(worktree: Path, cache: BareCache, branch: str, item_id: str, attempt: i
                               steps)
         if not still_holds_lease():
             return rescue(worktree, cache, item_id, attempt, "lease lost before push (stale attempt)", retries=retry,
-                          steps=steps)
+                          steps=steps, stale=True)
         landed_before = landed_commit(worktree, upstream, item_id)
         if landed_before is not None:
             return rescue(worktree, cache, item_id, attempt, f"item already landed as {landed_before[:12]}",
@@ -152,7 +154,8 @@ def land_via_queue(store, worktree: Path, cache: BareCache, branch: str, item_id
     steps: dict[str, float] = {}
     for turn in range(CONFLICT_TURNS + 1):
         if not still_holds_lease():
-            return rescue(worktree, cache, item_id, attempt, "lease lost before landing (stale attempt)", steps=steps)
+            return rescue(worktree, cache, item_id, attempt, "lease lost before landing (stale attempt)", steps=steps,
+                          stale=True)
         answer = submit(store, cache, worktree, branch, item_id, attempt, head_commit(worktree), push_interval,
                         steps=steps)
         if answer.status == "landed":
@@ -164,7 +167,7 @@ def land_via_queue(store, worktree: Path, cache: BareCache, branch: str, item_id
             return LandingResult(landed=True, commit=answer.commit, retries=turn, steps=steps)
         if answer.status != "conflict" or turn == CONFLICT_TURNS:
             return rescue(worktree, cache, item_id, attempt, f"lander answered {answer.status}",
-                          answer.conflicted_paths, turn, steps)
+                          answer.conflicted_paths, turn, steps, stale=answer.status == "stale")
         with timed(steps, "rebase after a conflict"):
             cache.fetch()
             conflicted = rebase_onto(worktree, upstream)

@@ -36,13 +36,17 @@ def get_store(patient: bool = True) -> Store:
     """The process-wide store on `CADRE_REDIS_URL` (connected and pinged on first use).
 
     Long-running processes get a patient client (see `connect`); the CLI asks for an impatient one
-    so that an unreachable Redis is reported at once.
+    so that an unreachable Redis is reported at once. Only a patient store is kept: an impatient one
+    (a service's start-up check, say) must never become the store its forked pool processes inherit.
     """
     global _store
-    if _store is None:
-        from orchestrator.config.settings import get_settings
+    if _store is not None:
+        return _store
+    from orchestrator.config.settings import get_settings
 
-        settings = get_settings()
-        _store = Store(connect(settings.redis_url, patient=patient, tls=settings.redis_ssl_options()),
-                       settings.transcript_max_bytes, int(settings.transcript_retention_days * 86400))
-    return _store
+    settings = get_settings()
+    store = Store(connect(settings.redis_url, patient=patient, tls=settings.redis_ssl_options()),
+                  settings.transcript_max_bytes, int(settings.transcript_retention_days * 86400))
+    if patient:
+        _store = store
+    return store

@@ -65,9 +65,11 @@ def gated_run(cadre, remote, store, title: str, workers: int = 2, beat: bool = T
 
 
 @contextmanager
-def redis_outage(cadre, remote, tmp_path, seconds: float, titles: tuple[str, ...], env: dict):
-    """A run on a Redis of its own that goes away for `seconds` while an agent works; yields
-    (store, run id, stack) once the run is done."""
+def redis_outage(cadre, remote, tmp_path, seconds: float, titles: tuple[str, ...], env: dict,
+                 agent_moves_while_down: bool = False):
+    """A run on a Redis of its own that goes away for `seconds` while an agent works (waiting for its model,
+    or, if `agent_moves_while_down`, getting its reply and going on at once); yields (store, run id, stack)
+    once the run is done."""
     redis_server = RedisServer(tmp_path / "own-redis").start()
     try:
         store = Store(connect(redis_server.url))
@@ -78,6 +80,8 @@ def redis_outage(cadre, remote, tmp_path, seconds: float, titles: tuple[str, ...
             run_id = start_run(stack, remote)
             wait_until(lambda: gate.waiting and claim_of(store, run_id), 60, "no claim")
             redis_server.stop()
+            if agent_moves_while_down:
+                gate.open()
             time.sleep(seconds)
             redis_server.start()
             gate.open()
@@ -163,6 +167,24 @@ def test_zombie_attempt_never_pushes_and_keeps_its_work(cadre, remote, store):
     assert rescue_branches(remote, item_id) == [f"cadre/rescue/{item_id}/1"]
 
 
+def test_an_attempt_woken_after_its_lease_lapsed_goes_to_a_new_attempt_not_failed(cadre, remote, store):
+    """A worker frozen past its lease wakes up before any reaper ran (no beat here) and finishes its agent:
+    landing refuses the stale attempt, and the item must go to a new attempt that lands, not settle failed."""
+    with gated_run(cadre, remote, store, "write s.txt: woke up late", beat=False) as run:
+        frozen = process_running(run.workers, run.claim)
+        os.killpg(frozen.process.pid, signal.SIGSTOP)
+        [item_id] = store.items.ids_of_run(run.run_id)
+        wait_until(lambda: store.items.lease_holder(item_id) is None, 30, "the lease did not lapse")
+        run.gate.open()
+        os.killpg(frozen.process.pid, signal.SIGCONT)
+        wait_done(store, run.run_id, run.stack)
+    item = store.items.get(item_id)
+    assert item.status.value == "done" and item.attempt == 2, item.handoff
+    assert [a.outcome for a in item.attempts] == ["lost", "landed"]
+    assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
+    assert rescue_branches(remote, item_id) == [f"cadre/rescue/{item_id}/1"]
+
+
 def test_sigterm_requeues_at_once_and_the_item_lands(cadre, remote, store):
     # No reaper (long lease, no beat): the requeue must be immediate.
     with gated_run(cadre, remote, store, "write d.txt: handed over", beat=False, CADRE_LEASE_SECONDS="300") as run:
@@ -219,6 +241,17 @@ def test_a_ten_second_redis_outage_costs_no_running_agent_its_work(cadre, remote
     lands; nothing is cancelled, requeued or redone."""
     with redis_outage(cadre, remote, tmp_path, 10, ("write o.txt: outlived the outage",),
                       {"CADRE_TICK_SECONDS": "2"}) as (store, run_id, stack):
+        [item_id] = store.items.ids_of_run(run_id)
+        item = store.items.get(item_id)
+        assert [a.outcome for a in item.attempts] == ["landed"], stack.logs()[-3000:]
+        assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
+
+
+def test_an_agent_that_needs_redis_during_an_outage_waits_for_it_and_its_attempt_lands(cadre, remote, tmp_path):
+    """The agent gets its model's reply while Redis is down and records it (usage, transcript) at once: the
+    worker's pool process must wait for Redis (a patient client), not fail the attempt on the first refusal."""
+    with redis_outage(cadre, remote, tmp_path, 10, ("write p.txt: waited for Redis",), {"CADRE_TICK_SECONDS": "2"},
+                      agent_moves_while_down=True) as (store, run_id, stack):
         [item_id] = store.items.ids_of_run(run_id)
         item = store.items.get(item_id)
         assert [a.outcome for a in item.attempts] == ["landed"], stack.logs()[-3000:]
