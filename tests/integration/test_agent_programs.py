@@ -89,6 +89,7 @@ def landed_files(remote: Path, run_status: dict) -> set[str]:
     return files
 
 
+@pytest.mark.timeout(600)  # three real agent programs at once: slow on 2 busy cores, not stuck
 def test_mini_swe_agent_runs_three_items_in_parallel(cadre, remote, store, mini_bin):
     titles = [f"write mini{k}.txt: from mini {k}" for k in range(3)]
     with ScriptedModelServer(with_mini(single_item_plan(*titles))) as server:
