@@ -30,7 +30,8 @@ from orchestrator.state.records import connect
 from orchestrator.state.store import Store  # noqa: E402
 
 
-def policy_for(items: int):
+def policy_for(items: int, work=None):
+    """Planner: `items` tasks; judge: done; worker: `work(request, answered)` if given, else finish at once."""
     def policy(request: dict):
         tools = {t["function"]["name"] for t in request.get("tools", [])}
         answered = any(m["role"] == "tool" for m in request["messages"])
@@ -40,6 +41,8 @@ def policy_for(items: int):
             return reply(*(call("create_task", title=f"noop {k}", instructions=f"nothing {k}") for k in range(items)))
         if "verdict" in tools:
             return reply(call("verdict", done=True, reason="ok"))
+        if work is not None:
+            return work(request, answered)
         return reply(call("finish", summary="nothing to change"))
     return policy
 

@@ -31,25 +31,20 @@ sys.path.insert(0, str(ROOT))
 from orchestrator.local.processes import CadreProcess, RedisServer  # noqa: E402
 from orchestrator.local.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from dispatch_bench import policy_for as dispatch_policy  # noqa: E402
+
 CADRE = [sys.executable, "-m", "orchestrator.cli.main"]
 
 
 def policy_for(items: int, pause: float):
-    """Planner: `items` tasks; worker: write a file of its own, then finish; judge: done."""
-    def policy(request: dict):
-        tools = {t["function"]["name"] for t in request.get("tools", [])}
-        answered = any(m["role"] == "tool" for m in request["messages"])
-        if "create_task" in tools:
-            if answered or "This is round" in request["messages"][1]["content"]:
-                return reply(call("finish", summary="planned"))
-            return reply(*(call("create_task", title=f"file {k}", instructions=f"write file {k}") for k in range(items)))
-        if "verdict" in tools:
-            return reply(call("verdict", done=True, reason="ok"))
+    """Planner and judge as in the dispatch bench; worker: write a file of its own, then finish."""
+    def work(request: dict, answered: bool):
         time.sleep(pause)  # items overlap, so every pool process gets some
         if not answered:
             return reply(call("write_file", path=f"out/{uuid.uuid4().hex}.txt", content="footprint\n"))
         return reply(call("finish", summary="wrote a file"))
-    return policy
+    return dispatch_policy(items, work)
 
 
 def memory_kib(pid: int) -> dict[str, int]:
