@@ -7,7 +7,8 @@ agent writes a file and finishes, so every item lands a real commit; the worker'
 all have run items (their pids are read from the items' attempts). After the run ends the worker idles,
 then each of its processes is read from /proc/<pid>/smaps_rollup: PSS (shared pages divided among the
 processes sharing them) and USS (Private_Clean + Private_Dirty: what the process alone holds).
-The cost of an extra agent slot is (total at concurrency 4 - total at concurrency 1) / 3.
+The cost of an extra agent slot is (total at concurrency 4 - total at concurrency 1) / 3, both prefork;
+a worker at concurrency 1 is also measured with `--pool threads` (the agent in the worker's one process).
 
     python bench/footprint.py [--items 12] [--idle 10]
 """
@@ -87,10 +88,10 @@ def run_goal(env: dict[str, str], remote: Path, timeout: float = 300) -> dict:
     return report
 
 
-def measure_worker(env: dict[str, str], remote: Path, root: Path, concurrency: int, idle: float) -> dict:
-    """Start a worker at `concurrency`, run a goal through it, idle, read its processes' memory."""
-    worker = CadreProcess(["worker", "--role", "worker", "--concurrency", str(concurrency)], env,
-                          root / f"worker-{concurrency}.log")
+def measure_worker(env: dict[str, str], remote: Path, root: Path, concurrency: int, pool: str, idle: float) -> dict:
+    """Start a worker at `concurrency` with `pool`, run a goal through it, idle, read its processes' memory."""
+    worker = CadreProcess(["worker", "--role", "worker", "--concurrency", str(concurrency), "--pool", pool], env,
+                          root / f"worker-{pool}-{concurrency}.log")
     try:
         deadline = time.monotonic() + 120
         while " ready." not in worker.log():
@@ -100,8 +101,9 @@ def measure_worker(env: dict[str, str], remote: Path, root: Path, concurrency: i
         report = run_goal(env, remote)
         pool = children(worker.process.pid)
         served = {a["pid"] for t in report["tasks"] for a in t["attempts"]}
-        if set(pool) - served:
-            raise RuntimeError(f"pool processes {sorted(set(pool) - served)} ran no item (served: {sorted(served)})")
+        agents = set(pool or [worker.process.pid])  # the threads pool runs its agent in the main process
+        if agents - served:
+            raise RuntimeError(f"processes {sorted(agents - served)} ran no item (served: {sorted(served)})")
         time.sleep(idle)
         return {"items": len(report["tasks"]), "main": memory_kib(worker.process.pid),
                 "pool": [memory_kib(pid) for pid in pool]}
@@ -145,7 +147,8 @@ def main() -> None:
         help_s, status_s = timed(CADRE + ["--help"], env), timed(CADRE + ["status"], env)  # Redis still empty
         others = [CadreProcess(["worker", "--role", role], env, root / f"{role}.log") for role in ("planner", "judge")]
         try:
-            measured = {c: measure_worker(env, remote, root, c, args.idle) for c in (1, 4)}
+            measured = {(pool, c): measure_worker(env, remote, root, c, pool, args.idle)
+                        for pool, c in (("prefork", 1), ("prefork", 4), ("threads", 1))}
         finally:
             for process in others:
                 process.stop()
@@ -153,13 +156,15 @@ def main() -> None:
             redis_server.stop()
     print(f"| worker process, after {args.items} items and {args.idle:g} s idle | PSS | USS |")
     print("|---|---|---|")
-    for concurrency, m in measured.items():
-        print(f"| concurrency {concurrency}: main process | {mib(m['main']['pss'])} | {mib(m['main']['uss'])} |")
+    for (pool, concurrency), m in measured.items():
+        name = f"{pool}, concurrency {concurrency}"
+        print(f"| {name}: main process | {mib(m['main']['pss'])} | {mib(m['main']['uss'])} |")
         for k, p in enumerate(m["pool"], 1):
-            print(f"| concurrency {concurrency}: pool process {k} | {mib(p['pss'])} | {mib(p['uss'])} |")
-        print(f"| **concurrency {concurrency}: total** | **{mib(total(m, 'pss'))}** | **{mib(total(m, 'uss'))}** |")
-    per_slot = {key: (total(measured[4], key) - total(measured[1], key)) / 3 for key in ("pss", "uss")}
-    print(f"| **each extra slot** (concurrency 4 - concurrency 1) / 3 | **{mib(per_slot['pss'])}** | "
+            print(f"| {name}: pool process {k} | {mib(p['pss'])} | {mib(p['uss'])} |")
+        print(f"| **{name}: total** | **{mib(total(m, 'pss'))}** | **{mib(total(m, 'uss'))}** |")
+    one, four = measured[("prefork", 1)], measured[("prefork", 4)]
+    per_slot = {key: (total(four, key) - total(one, key)) / 3 for key in ("pss", "uss")}
+    print(f"| **each extra slot** (prefork: concurrency 4 - concurrency 1) / 3 | **{mib(per_slot['pss'])}** | "
           f"**{mib(per_slot['uss'])}** |")
     print()
     print("| start-up | figure |")

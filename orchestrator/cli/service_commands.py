@@ -21,6 +21,10 @@ def worker(
                               help="Number of this process among several of its role on one host (node role-N@host)."),
     max_tasks: int = typer.Option(0, min=0, help="Stop after this many tasks (1: a Kubernetes Job per item); "
                                                   "0: serve until stopped."),
+    pool: str = typer.Option("prefork", envvar="CADRE_WORKER_POOL",
+                             help="prefork: a process per agent, under Celery's time limits; threads: the agent "
+                                  "runs in the worker's one process (concurrency 1 only; lighter, no Celery time "
+                                  "limits)."),
     loglevel: str = typer.Option("INFO", help="Log level."),
 ) -> None:
     """Serve one role's queue: planner → plan, worker → work, judge → judge (and the tick)."""
@@ -28,6 +32,10 @@ def worker(
 
     if role not in QUEUE_BY_ROLE:
         fail(f"unknown role {role!r}: use planner, worker or judge")
+    if pool not in ("prefork", "threads"):
+        fail(f"unknown pool {pool!r}: use prefork or threads")
+    if pool == "threads" and concurrency != 1:
+        fail("--pool threads needs --concurrency 1 (one agent per process; use prefork for more)")
     settings = get_settings()
     for model_role in ROLE_MODELS[role]:
         if model_role == "worker" and settings.worker_backend != "builtin":
@@ -51,8 +59,8 @@ def worker(
     from orchestrator.queues.pool_memory import connect_pool_memory
     from orchestrator.queues.shutdown import connect_worker_signals
 
-    connect_pool_memory()
-
+    if pool == "prefork":
+        connect_pool_memory()
     if max_tasks and concurrency != 1:
         fail("--max-tasks needs --concurrency 1")
     connect_worker_signals(max_tasks)
@@ -61,7 +69,7 @@ def worker(
     from orchestrator.queues.liveness import node_name
 
     app.worker_main(["worker", "-Q", QUEUE_BY_ROLE[role], "-c", str(concurrency), "-O", "fair",
-                     "-n", node_name(role, index), "--loglevel", loglevel])
+                     "-n", node_name(role, index), "--loglevel", loglevel, "-P", pool])
 
 
 @cli.command()

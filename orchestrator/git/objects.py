@@ -184,8 +184,15 @@ def check_out_detached(worktree: PathArg, sha: str) -> None:
         repo.state_cleanup()
 
 
-def staged_changes(worktree: PathArg) -> bool:
-    """Whether the worktree's index differs from its HEAD commit."""
+def commit_index(worktree: PathArg, message: str, name: str, email: str) -> str | None:
+    """Commit the worktree's index as `git commit --cleanup=verbatim` would, without a git process: `message`
+    kept byte for byte, `name <email>` as author and committer, now; the branch HEAD names moves (or HEAD
+    itself, detached). Returns the new sha, or None when the index holds what HEAD holds."""
     repo = _open(worktree)
-    with _failing_as(f"cannot compare the index of {os.fspath(worktree)}"):
-        return len(repo.index.diff_to_tree(repo.head.peel(pygit2.Commit).tree)) > 0
+    with _failing_as(f"commit failed in {os.fspath(worktree)}"):
+        parent = repo.head.peel(pygit2.Commit)
+        tree = repo.index.write_tree()
+        if tree == parent.tree_id:
+            return None
+        signature = pygit2.Signature(name, email)
+        return str(repo.create_commit("HEAD", signature, signature, message, tree, [parent.id]))

@@ -6,13 +6,12 @@ Everything runs through `orchestrator.git.runner`; failures raise one-line `GitE
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.config.secrets import redact_url
-from orchestrator.git.objects import check_out_detached, first_unreachable, resolve_commit, staged_changes
+from orchestrator.git.objects import check_out_detached, commit_index, first_unreachable, resolve_commit
 from orchestrator.git.runner import (
     NETWORK_TIMEOUT_S,
     GitError,
@@ -138,15 +137,9 @@ def commit_all(path: PathArg, message: str, author_name: str, author_email: str,
     if not message.strip():
         raise GitError("commit message is empty")
     run_git(path, "add", "-A", "--", ".", *(f":(exclude,glob)**/{pattern}" for pattern in exclude))
-    if not staged_changes(path):
-        return None
-    with tempfile.TemporaryFile() as stream:  # `-F -` keeps trailers and blank lines verbatim
-        stream.write((message if message.endswith("\n") else message + "\n").encode("utf-8"))
-        stream.seek(0)
-        run_git(path, "commit", "--quiet", "--no-verify", "--no-gpg-sign", "--cleanup=verbatim", "-F", "-",
-              istream=stream, env=git_env(author_name, author_email), what="commit failed")
-    sha = head_sha(path)
-    logger.info("committed %s in %s", sha[:12], path)
+    sha = commit_index(path, message if message.endswith("\n") else message + "\n", author_name, author_email)
+    if sha is not None:
+        logger.info("committed %s in %s", sha[:12], path)
     return sha
 
 

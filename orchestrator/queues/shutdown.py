@@ -3,7 +3,8 @@
 Celery's warm shutdown waits for running tasks, which may run for an hour. Instead, SIGTERM (sent
 to the main process by `docker stop` or Kubernetes, or to the whole process group) is forwarded to
 the pool processes, where it only sets a flag: the agent stops at its next step, its work in
-progress is pushed to a rescue branch, and the item is requeued at once for another worker.
+progress is pushed to a rescue branch, and the item is requeued at once for another worker. With the
+threads pool the agent runs in the main process, and the flag is set there.
 """
 
 from __future__ import annotations
@@ -38,8 +39,15 @@ def install_stop_handler() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def _in_pool_thread() -> bool:
+    """Whether this code runs in a threads-pool task (the worker's main process, not its main thread)."""
+    return threading.current_thread() is not threading.main_thread()
+
+
 def _forward_to_pool(**_kwargs) -> None:
     from billiard.process import active_children
+
+    _requested.set()  # a threads pool's agent runs here; a prefork main process runs no agent
 
     for child in active_children():
         try:
@@ -49,6 +57,8 @@ def _forward_to_pool(**_kwargs) -> None:
 
 
 def _before_task(**_kwargs) -> None:
+    if _in_pool_thread():
+        return  # the flag is set only when the whole worker stops, and Celery's handler owns SIGTERM here
     # Installed per task: billiard resets SIGTERM to its own exit handler after the pool process
     # initialiser runs, so an earlier installation would be overwritten.
     install_stop_handler()
@@ -66,7 +76,7 @@ def stop_after(tasks: int):
         done["count"] += 1
         if done["count"] >= tasks:
             log.info("served %s tasks: stopping this worker", done["count"])
-            os.kill(os.getppid(), signal.SIGTERM)
+            os.kill(os.getpid() if _in_pool_thread() else os.getppid(), signal.SIGTERM)
 
     return count
 

@@ -52,6 +52,9 @@ def test_role_without_model(cadre, remote, redis_client):
                           "CADRE_WORKER_MODEL")
     assert_one_line_error(stack.cli("run", "--repo", str(remote), "--goal", "x"), "no model configured")
     assert_one_line_error(stack.cli("worker", "--role", "wizard"), "unknown role")
+    assert_one_line_error(stack.cli("worker", "--role", "worker", "--pool", "gevent"), "unknown pool")
+    assert_one_line_error(stack.cli("worker", "--role", "worker", "--pool", "threads", "--concurrency", "2"),
+                          "--pool threads needs --concurrency 1")
     assert redis_client.keys("cadre:*") == []
 
 
@@ -70,6 +73,7 @@ def test_a_worker_refuses_to_start_where_the_sandbox_cannot_run(cadre, tmp_path)
     for role in ("planner", "judge"):
         assert_one_line_error(stack.cli("worker", "--role", role, env_override={"PATH": path}), "agent sandbox")
     on_purpose = cadre("http://127.0.0.1:9/v1", PATH=path, CADRE_SANDBOX="off")
-    on_purpose.worker("worker")
-    wait_until(lambda: on_purpose.cli("health", "--role", "worker", "--index", "1").returncode == 0, 60,
+    started = on_purpose.worker("worker")
+    wait_until(lambda: " ready." in started.log() or started.process.poll() is not None, 120,
                f"CADRE_SANDBOX=off did not start the worker\n{on_purpose.logs()}")
+    assert on_purpose.cli("health", "--role", "worker", "--index", "1").returncode == 0, on_purpose.logs()

@@ -94,27 +94,31 @@ def test_health_pings_only_its_own_node_and_a_frozen_one_fails(cadre):
     stack = cadre(None, CADRE_DEMO_MODEL_URL="http://127.0.0.1:9/v1", CADRE_TICK_SECONDS="1")
     first, _second = stack.worker("worker"), stack.worker("worker")
     beat = stack.beat()
+    # (each `cadre health` is a Python process: wait for the workers' own word before asking)
+    wait_until(lambda: all(" ready." in w.log() for w in (first, _second)), 120, f"workers not ready\n{stack.logs()}")
     wait_until(lambda: stack.cli("health", "--role", "worker", "--index", "1").returncode == 0, 60,
-               f"worker-1 never healthy\n{stack.logs()}")
+               f"worker-1 never healthy\n{stack.logs()}", interval=1)
     assert stack.cli("health", "--role", "worker", "--index", "2").returncode == 0
     assert stack.cli("health", "--role", "worker", "--index", "3", "--timeout", "2").returncode == 1  # no such node
-    wait_until(lambda: stack.cli("health", "--role", "beat").returncode == 0, 30, f"beat never alive\n{stack.logs()}")
+    wait_until(lambda: stack.cli("health", "--role", "beat").returncode == 0, 30, f"beat never alive\n{stack.logs()}",
+               interval=1)
     os.killpg(first.process.pid, signal.SIGSTOP)
     os.killpg(beat.process.pid, signal.SIGSTOP)
     try:
         frozen = stack.cli("health", "--role", "worker", "--index", "1", "--timeout", "3")
         assert frozen.returncode == 1 and "did not answer" in frozen.stderr
         assert stack.cli("health", "--role", "worker", "--index", "2").returncode == 0, "the other one still answers"
-        wait_until(lambda: stack.cli("health", "--role", "beat").returncode == 1, 30, "a frozen beat stayed alive")
+        wait_until(lambda: stack.cli("health", "--role", "beat").returncode == 1, 30, "a frozen beat stayed alive",
+                   interval=1)
     finally:
         os.killpg(first.process.pid, signal.SIGCONT)
         os.killpg(beat.process.pid, signal.SIGCONT)
-    wait_until(lambda: stack.cli("health", "--role", "beat").returncode == 0, 30, "beat did not come back")
+    wait_until(lambda: stack.cli("health", "--role", "beat").returncode == 0, 30, "beat did not come back", interval=1)
 
 
 def test_a_worker_with_max_tasks_serves_one_item_and_exits(cadre, remote, store):
     """`cadre worker --max-tasks 1` (a Kubernetes Job per item) takes one item, lands it, exits 0; the other
-    item waits for the next such worker."""
+    item waits for the next such worker (the first job prefork, the second with its agent in its one process)."""
     from orchestrator.local.scripted_model import ScriptedModelServer
     from tests.integration.policies import single_item_plan
     from tests.integration.test_reliability import start_run, wait_done
@@ -126,8 +130,8 @@ def test_a_worker_with_max_tasks_serves_one_item_and_exits(cadre, remote, store)
         run_id = start_run(stack, remote)
         wait_until(lambda: len(store.items.ids_of_run(run_id)) == 2, 60, "items not created")
         jobs = []
-        for _ in range(2):
-            job = stack.worker("worker", 1, "--max-tasks", "1")
+        for pool in ("prefork", "threads"):
+            job = stack.worker("worker", 1, "--max-tasks", "1", "--pool", pool)
             jobs.append(job)
             assert job.process.wait(timeout=120) == 0, job.log()[-2000:]
         wait_done(store, run_id, stack)

@@ -185,9 +185,11 @@ def test_an_attempt_woken_after_its_lease_lapsed_goes_to_a_new_attempt_not_faile
     assert rescue_branches(remote, item_id) == [f"cadre/rescue/{item_id}/1"]
 
 
-def test_sigterm_requeues_at_once_and_the_item_lands(cadre, remote, store):
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_sigterm_requeues_at_once_and_the_item_lands(cadre, remote, store, pool):
     # No reaper (long lease, no beat): the requeue must be immediate.
-    with gated_run(cadre, remote, store, "write d.txt: handed over", beat=False, CADRE_LEASE_SECONDS="300") as run:
+    with gated_run(cadre, remote, store, "write d.txt: handed over", beat=False, CADRE_LEASE_SECONDS="300",
+                   CADRE_WORKER_POOL=pool) as run:
         run_id, gate, stack = run.run_id, run.gate, run.stack
         stopping = process_running(run.workers, run.claim)
         os.kill(stopping.process.pid, signal.SIGTERM)  # the main process only, as `docker stop` does

@@ -127,6 +127,20 @@ def test_commit_all_returns_none_without_changes_and_keeps_trailers(cache: BareC
     assert git_repo.changed_paths(wt) == []
 
 
+def test_commit_all_moves_the_branch_an_agent_checked_out_and_keeps_comment_lines(cache: BareCache) -> None:
+    wt = worktree(cache, "a")
+    run_git(wt, "checkout", "-q", "-b", "agent-branch")
+    (wt / "notes.txt").write_text("kept\n")
+    message = "Subject\n\n# not a comment to git here\n\n\n"
+    sha = git_repo.commit_all(wt, message, NAME, EMAIL)
+    assert run_git(wt, "rev-parse", "refs/heads/agent-branch") == sha == git_repo.head_sha(wt)
+    assert run_git(wt, "symbolic-ref", "HEAD") == "refs/heads/agent-branch"
+    raw = subprocess.run(["git", "cat-file", "commit", sha], cwd=wt, capture_output=True, text=True, check=True).stdout
+    assert raw.split("\n\n", 1)[1] == message
+    assert run_git(wt, "fsck", "--no-dangling", "--no-progress") == ""
+    assert git_repo.changed_paths(wt) == [] and git_repo.commit_all(wt, "again", NAME, EMAIL) is None
+
+
 def test_changed_paths_and_diff_stats(cache: BareCache) -> None:
     wt = worktree(cache, "a")
     base = git_repo.head_sha(wt)
