@@ -1,6 +1,7 @@
 """Workspace: time to a ready worktree for generated repositories of 1k, 10k and 50k files: a first slot
 (a new host cache: fetch, then a worktree), a warm slot (fetch + reset + clean of a reused worktree) and,
-as the baseline most systems use per item, a full clone. Prints figures.
+as the baseline most systems use per item, a full clone. The first slot and the clone run in turns, so
+both meet the same moments of a disk whose speed drifts. Prints figures.
 
     python bench/workspace_bench.py --files 1000 10000 50000
 """
@@ -33,16 +34,28 @@ def generated_remote(root: Path, files: int) -> Path:
     return remote
 
 
+def timed_once(action) -> float:
+    """Wall time of one call; the disk's pending writes are flushed first, so no run pays for the
+    writeback of the one before it."""
+    os.sync()
+    began = time.perf_counter()
+    action()
+    return time.perf_counter() - began
+
+
 def median_time(action, runs: int) -> float:
-    """Median wall time of `runs` calls; the disk's pending writes are flushed before each, so no run
-    pays for the writeback of the one before it."""
-    times = []
-    for _ in range(runs):
-        os.sync()
-        began = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
+    """Median wall time of `runs` calls."""
+    return statistics.median(timed_once(action) for _ in range(runs))
+
+
+def paired_medians(first, second, runs: int) -> tuple[float, float]:
+    """Median wall times of two actions run in turns (first-second, then second-first, ...), so that both
+    meet the same moments of a disk whose speed drifts."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for k in range(runs):
+        for which in ((0, 1) if k % 2 == 0 else (1, 0)):
+            times[which].append(timed_once((first, second)[which]))
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def main() -> None:
@@ -76,7 +89,7 @@ def main() -> None:
                     (reused / "scratch.txt").write_text("left by the previous task\n")
 
             warm()  # the warm slot's first use is a first slot: not counted
-            first, cloned = median_time(first_slot, args.runs), median_time(clone, args.runs)
+            first, cloned = paired_medians(first_slot, clone, args.runs)
             print(f"| {files:,} | {first * 1000:.0f} ms | {median_time(warm, args.runs) * 1000:.0f} ms | "
                   f"{cloned * 1000:.0f} ms |", flush=True)
 
