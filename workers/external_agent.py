@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.agent.backends import Preset, agent_env_names, install_dirs
+from orchestrator.agent.backends import Preset, agent_env_names, install_dirs, paths_named
 from orchestrator.agent.commands import shell_for
 from orchestrator.agent.loop import AgentResult, truncate
 from orchestrator.agent.reports import AgentReport, plain_text, read_report
@@ -99,7 +99,8 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     values = template_values(settings, io_dir, home, prompt, preset)
     argv = preset.argv(values, api_base=bool(values["api_base"]), budget=bool(settings.item_max_cost_usd))
     env = {**preset.environment(values, api_base=bool(values["api_base"])), **model_key_env(settings)}
-    shell = shell_for(settings, worktree, readable=(common_git_dir(worktree), *install_dirs(preset.program)),
+    readable = (common_git_dir(worktree), *install_dirs(preset.program), *paths_named(preset))
+    shell = shell_for(settings, worktree, readable=readable,
                       writable=(io_dir,),
                       env_names=agent_env_names(preset, settings), extra_env=env, network=True, home=str(home))
     transcript = open_transcript(store, run.id, f"worker-{item.id}-{item.attempt}", item.id)

@@ -141,6 +141,18 @@ def install_dirs(program: str) -> tuple[Path, ...]:
     return tuple(dict.fromkeys((Path(found).parent, real.parent, real.parent.parent)))
 
 
+def paths_named(preset: Preset) -> tuple[Path, ...]:
+    """Absolute paths the operator wrote into the agent's own command line (`/opt/agent/run.py`,
+    `--config=/etc/agent.toml`) that exist here: readable inside the sandbox, whose private /tmp would
+    otherwise hide a script kept under /tmp. Placeholders (filled in per attempt) are not paths named."""
+    named = []
+    for word in preset.args:
+        value = word.partition("=")[2] if word.startswith("-") else word
+        if "{" not in value and value.startswith("/") and Path(value).exists():
+            named.append(Path(value))
+    return tuple(dict.fromkeys(named))
+
+
 def agent_env_names(preset: Preset, settings: CadreSettings) -> tuple[str, ...]:
     """Names of the worker's environment variables the agent may see: its backend's and CADRE_WORKER_AGENT_ENV."""
     return (*preset.pass_env, *settings.worker_agent_env)

@@ -108,3 +108,22 @@ def test_the_check_and_agent_shell_share_the_same_sandbox(agent):
     settings, worktree, _tools, _cache = agent
     code, output = worktree_shell(settings, worktree).run("env", timeout=10)
     assert code == 0 and "CADRE_REDIS_URL" not in output and "HOME=/tmp/home" in output
+
+
+def test_an_agent_command_can_read_the_files_its_command_line_names_and_nothing_else_in_tmp(agent, tmp_path):
+    """A command backend whose script lives under /tmp (hidden by the sandbox's private /tmp): the paths the
+    operator wrote into the command are readable, its placeholders and other files are not."""
+    from orchestrator.agent.backends import paths_named, preset_for
+    from orchestrator.agent.commands import shell_for
+
+    settings, worktree, _tools, _cache = agent
+    script, config, other = tmp_path / "agent.py", tmp_path / "agent.toml", tmp_path / "other.txt"
+    for path in (script, config, other):
+        path.write_text(f"contents of {path.name}\n")
+    settings = settings.model_copy(update={"worker_backend": "command", "worker_command":
+                                           f"python3 {script} --config={config} /nowhere {{prompt_file}}"})
+    named = paths_named(preset_for("command", settings))
+    assert named == (script, config)
+    code, output = shell_for(settings, worktree, readable=named).run(f"cat {script} {config}; cat {other}", timeout=30)
+    assert "contents of agent.py" in output and "contents of agent.toml" in output
+    assert "contents of other.txt" not in output
