@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every benchmark, one after the other in one sitting; the tables go to standard output (BENCHMARKS.md).
-# `--no-faults` leaves out the fault-injection trials (about half an hour), e.g. when they ran on their own.
+# `--no-faults` leaves out the fault-injection trials (about 17 minutes), e.g. when they ran on their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "## Machine"; echo; echo '```'
