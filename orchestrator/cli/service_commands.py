@@ -36,6 +36,8 @@ def worker(
         fail(f"unknown pool {pool!r}: use prefork or threads")
     if pool == "threads" and concurrency != 1:
         fail("--pool threads needs --concurrency 1 (one agent per process; use prefork for more)")
+    if max_tasks and concurrency != 1:
+        fail("--max-tasks needs --concurrency 1")
     settings = get_settings()
     for model_role in ROLE_MODELS[role]:
         if model_role == "worker" and settings.worker_backend != "builtin":
@@ -61,8 +63,6 @@ def worker(
 
     if pool == "prefork":
         connect_pool_memory()
-    if max_tasks and concurrency != 1:
-        fail("--max-tasks needs --concurrency 1")
     connect_worker_signals(max_tasks)
     connect_log_scrubbing()
 

@@ -92,10 +92,10 @@ def test_cadre_up_stops_everything_when_a_role_dies(tmp_path):
 
 def test_health_pings_only_its_own_node_and_a_frozen_one_fails(cadre):
     stack = cadre(None, CADRE_DEMO_MODEL_URL="http://127.0.0.1:9/v1", CADRE_TICK_SECONDS="1")
-    first, _second = stack.worker("worker"), stack.worker("worker")
+    first, second = stack.worker("worker"), stack.worker("worker")
     beat = stack.beat()
     # (each `cadre health` is a Python process: wait for the workers' own word before asking)
-    wait_until(lambda: all(" ready." in w.log() for w in (first, _second)), 120, f"workers not ready\n{stack.logs()}")
+    wait_until(lambda: all(" ready." in w.log() for w in (first, second)), 120, f"workers not ready\n{stack.logs()}")
     wait_until(lambda: stack.cli("health", "--role", "worker", "--index", "1").returncode == 0, 60,
                f"worker-1 never healthy\n{stack.logs()}", interval=1)
     assert stack.cli("health", "--role", "worker", "--index", "2").returncode == 0
