@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 
 # Use the cost table shipped inside litellm instead of fetching one from the network at import.
@@ -20,6 +21,18 @@ log = logging.getLogger(__name__)
 litellm.suppress_debug_info = True
 logging.getLogger("LiteLLM").setLevel(logging.WARNING)
 FATAL_ERRORS = (litellm.AuthenticationError, litellm.NotFoundError, litellm.PermissionDeniedError)
+
+
+def _drop_decoded_tokenizer() -> None:
+    """litellm.utils keeps its Claude tokenizer twice: as JSON text (`claude_json_str`, read when a Claude
+    tokenizer is built) and decoded (`json_data`, about 13 MB of Python objects nothing reads after the
+    import). Every worker process would carry the decoded copy; the text stays."""
+    utils = sys.modules.get("litellm.utils")
+    if isinstance(getattr(utils, "claude_json_str", None), str):
+        vars(utils).pop("json_data", None)
+
+
+_drop_decoded_tokenizer()
 
 
 def warm_up() -> None:

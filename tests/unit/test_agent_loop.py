@@ -129,3 +129,14 @@ def test_a_reply_served_by_a_fallback_is_priced_as_the_fallback():
     expected = sum(litellm.cost_per_token(model="openai/gpt-4o-mini", prompt_tokens=1000, completion_tokens=100))
     assert reply_.model == "openai/gpt-4o-mini"
     assert reply_.cost_usd == pytest.approx(expected) and reply_.cost_usd < 0.01  # not 1100 tokens at $100/M
+
+
+def test_litellms_decoded_claude_tokenizer_is_dropped_and_claude_token_counts_still_work():
+    """model_access drops litellm.utils.json_data (the decoded copy nothing reads); a Claude tokenizer is
+    still built from the JSON text litellm keeps."""
+    import litellm.utils
+
+    import orchestrator.agent.model_access  # noqa: F401
+
+    assert not hasattr(litellm.utils, "json_data")
+    assert litellm.token_counter(model="claude-2", messages=[{"role": "user", "content": "hello world"}]) > 0
