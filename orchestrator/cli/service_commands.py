@@ -22,9 +22,8 @@ def worker(
     max_tasks: int = typer.Option(0, min=0, help="Stop after this many tasks (1: a Kubernetes Job per item); "
                                                   "0: serve until stopped."),
     pool: str = typer.Option("prefork", envvar="CADRE_WORKER_POOL",
-                             help="prefork: a process per agent, under Celery's time limits; threads: the agent "
-                                  "runs in the worker's one process (concurrency 1 only; lighter, no Celery time "
-                                  "limits)."),
+                             help="prefork: a process per agent; threads: the agent runs in the worker's one "
+                                  "process (concurrency 1 only; lighter; a crash takes the worker down)."),
     loglevel: str = typer.Option("INFO", help="Log level."),
 ) -> None:
     """Serve one role's queue: planner → plan, worker → work, judge → judge (and the tick)."""
@@ -63,6 +62,10 @@ def worker(
 
     if pool == "prefork":
         connect_pool_memory()
+    else:
+        from orchestrator.queues.thread_limits import connect_thread_time_limits
+
+        connect_thread_time_limits()
     connect_worker_signals(max_tasks)
     connect_log_scrubbing()
 
