@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from orchestrator.config.secrets import redact_url
+from orchestrator.git.objects import config_value, init_bare
 from orchestrator.git.repo import rev_sha
 from orchestrator.git.runner import FETCH_TIMEOUT_S, GitError, PathArg, check_args, git_env, run_git
 
@@ -59,8 +60,7 @@ class BareCache:
     def _initialised(self) -> bool:
         """Whether the cache exists and points at our url (the url is written last by `ensure`)."""
         try:
-            return (self._path / "HEAD").is_file() and run_git(
-                self._path, "config", "--get", "remote.origin.url", git_dir=self._path) == self.public_url
+            return (self._path / "HEAD").is_file() and config_value(self._path, "remote.origin.url") == self.public_url
         except GitError:
             return False
 
@@ -72,10 +72,7 @@ class BareCache:
             if self._initialised():
                 return
             logger.info("creating bare cache %s for %s", self._path, self.public_url)
-            self._path.mkdir(parents=True, exist_ok=True)
-            run_git(self._path, "init", "--bare", "--quiet", os.fspath(self._path))
-            for key, value in (("remote.origin.fetch", ORIGIN_REFSPEC), ("remote.origin.url", self.public_url)):
-                run_git(self._path, "config", "--replace-all", key, value, git_dir=self._path)
+            init_bare(self._path, {"remote.origin.fetch": ORIGIN_REFSPEC, "remote.origin.url": self.public_url})
 
     def fetch(self) -> None:
         """Fetch the remote's branches into `refs/remotes/origin/*` (pruned), serialized across the host's

@@ -196,3 +196,20 @@ def commit_index(worktree: PathArg, message: str, name: str, email: str) -> str 
             return None
         signature = pygit2.Signature(name, email)
         return str(repo.create_commit("HEAD", signature, signature, message, tree, [parent.id]))
+
+
+
+def init_bare(path: PathArg, config: dict[str, str]) -> None:
+    """Create a bare repository at `path` (parents included) and set `config`, key by key in order, as
+    `git init --bare` and `git config` would."""
+    with _failing_as(f"cannot create repository {os.fspath(path)}"):
+        repo = pygit2.init_repository(os.fspath(path), bare=True)
+        for key, value in config.items():
+            repo.config[key] = value
+
+
+def config_value(path: PathArg, key: str) -> str | None:
+    """The value of `key` in the repository's own configuration, or None when it is unset."""
+    config = _open(path).config
+    with _failing_as(f"cannot read {key} in {os.fspath(path)}"):
+        return config[key] if key in config else None

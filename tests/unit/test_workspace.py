@@ -59,6 +59,16 @@ def test_prepare_cache_fetches_the_branch(cache: BareCache) -> None:
     assert cache.head("main") == run_git(Path(cache.url), "rev-parse", "main").stdout.strip()
 
 
+def test_a_new_cache_is_a_bare_repository_git_reads_with_one_origin(cache: BareCache) -> None:
+    """The cache is created in-process (libgit2); git sees a bare repository with origin set once, also
+    after the cache is ensured again."""
+    BareCache(cache.root, cache.url).ensure()
+    assert run_git(cache.path, "rev-parse", "--is-bare-repository").stdout.strip() == "true"
+    assert run_git(cache.path, "config", "--get-all", "remote.origin.url").stdout.split() == [cache.public_url]
+    assert run_git(cache.path, "config", "--get-all", "remote.origin.fetch").stdout.split() == [
+        "+refs/heads/*:refs/remotes/origin/*"]
+
+
 def test_slot_is_clean_detached_worktree_at_branch_head(cache: BareCache) -> None:
     with worktree_slot(cache, "worker", START) as slot:
         assert slot == cache.root / "slots" / cache.name / "worker-0"
