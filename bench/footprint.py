@@ -8,7 +8,8 @@ all have run items (their pids are read from the items' attempts). After the run
 then each of its processes is read from /proc/<pid>/smaps_rollup: PSS (shared pages divided among the
 processes sharing them) and USS (Private_Clean + Private_Dirty: what the process alone holds).
 The cost of an extra agent slot is (total at concurrency 4 - total at concurrency 1) / 3, both prefork;
-a worker at concurrency 1 is also measured with `--pool threads` (the agent in the worker's one process).
+a worker at concurrency 1 is also measured with `--pool threads` (the agent in the worker's one process),
+which is what the default pool (`auto`) takes at concurrency 1.
 
     python bench/footprint.py [--items 12] [--idle 10]
 """
@@ -157,7 +158,8 @@ def main() -> None:
     print(f"| worker process, after {args.items} items and {args.idle:g} s idle | PSS | USS |")
     print("|---|---|---|")
     for (pool, concurrency), m in measured.items():
-        name = f"{pool}, concurrency {concurrency}"
+        default = "threads" if concurrency == 1 else "prefork"  # what `--pool auto`, the default, takes
+        name = f"{pool}, concurrency {concurrency}" + (" (the default)" if pool == default else "")
         print(f"| {name}: main process | {mib(m['main']['pss'])} | {mib(m['main']['uss'])} |")
         for k, p in enumerate(m["pool"], 1):
             print(f"| {name}: pool process {k} | {mib(p['pss'])} | {mib(p['uss'])} |")

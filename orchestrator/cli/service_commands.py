@@ -21,9 +21,10 @@ def worker(
                               help="Number of this process among several of its role on one host (node role-N@host)."),
     max_tasks: int = typer.Option(0, min=0, help="Stop after this many tasks (1: a Kubernetes Job per item); "
                                                   "0: serve until stopped."),
-    pool: str = typer.Option("prefork", envvar="CADRE_WORKER_POOL",
-                             help="prefork: a process per agent; threads: the agent runs in the worker's one "
-                                  "process (concurrency 1 only; lighter; a crash takes the worker down)."),
+    pool: str = typer.Option("auto", envvar="CADRE_WORKER_POOL",
+                             help="auto: threads at concurrency 1, prefork above; prefork: a process per agent; "
+                                  "threads: the agent runs in the worker's one process (concurrency 1 only; "
+                                  "lighter; a crash takes the worker down)."),
     loglevel: str = typer.Option("INFO", help="Log level."),
 ) -> None:
     """Serve one role's queue: planner → plan, worker → work, judge → judge (and the tick)."""
@@ -31,8 +32,10 @@ def worker(
 
     if role not in QUEUE_BY_ROLE:
         fail(f"unknown role {role!r}: use planner, worker or judge")
-    if pool not in ("prefork", "threads"):
-        fail(f"unknown pool {pool!r}: use prefork or threads")
+    if pool not in ("auto", "prefork", "threads"):
+        fail(f"unknown pool {pool!r}: use auto, prefork or threads")
+    if pool == "auto":  # one agent needs no second process; several share their imports across a fork
+        pool = "threads" if concurrency == 1 else "prefork"
     if pool == "threads" and concurrency != 1:
         fail("--pool threads needs --concurrency 1 (one agent per process; use prefork for more)")
     if max_tasks and concurrency != 1:
