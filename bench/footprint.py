@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.local.processes import CadreProcess, RedisServer  # noqa: E402
 from orchestrator.local.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
+from orchestrator.queues.pool_memory import auto_pool  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from dispatch_bench import policy_for as dispatch_policy  # noqa: E402
@@ -158,8 +159,7 @@ def main() -> None:
     print(f"| worker process, after {args.items} items and {args.idle:g} s idle | PSS | USS |")
     print("|---|---|---|")
     for (pool, concurrency), m in measured.items():
-        default = "threads" if concurrency == 1 else "prefork"  # what `--pool auto`, the default, takes
-        name = f"{pool}, concurrency {concurrency}" + (" (the default)" if pool == default else "")
+        name = f"{pool}, concurrency {concurrency}" + (" (the default)" if pool == auto_pool(concurrency) else "")
         print(f"| {name}: main process | {mib(m['main']['pss'])} | {mib(m['main']['uss'])} |")
         for k, p in enumerate(m["pool"], 1):
             print(f"| {name}: pool process {k} | {mib(p['pss'])} | {mib(p['uss'])} |")

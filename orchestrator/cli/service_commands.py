@@ -34,8 +34,10 @@ def worker(
         fail(f"unknown role {role!r}: use planner, worker or judge")
     if pool not in ("auto", "prefork", "threads"):
         fail(f"unknown pool {pool!r}: use auto, prefork or threads")
-    if pool == "auto":  # one agent needs no second process; several share their imports across a fork
-        pool = "threads" if concurrency == 1 else "prefork"
+    if pool == "auto":
+        from orchestrator.queues.pool_memory import auto_pool
+
+        pool = auto_pool(concurrency)
     if pool == "threads" and concurrency != 1:
         fail("--pool threads needs --concurrency 1 (one agent per process; use prefork for more)")
     if max_tasks and concurrency != 1:

@@ -198,7 +198,6 @@ def commit_index(worktree: PathArg, message: str, name: str, email: str) -> str 
         return str(repo.create_commit("HEAD", signature, signature, message, tree, [parent.id]))
 
 
-
 def init_bare(path: PathArg, config: dict[str, str]) -> None:
     """Create a bare repository at `path` (parents included) and set `config`, key by key in order, as
     `git init --bare` and `git config` would."""

@@ -16,6 +16,12 @@ import logging
 log = logging.getLogger(__name__)
 
 
+def auto_pool(concurrency: int) -> str:
+    """The pool `--pool auto` takes: threads for one agent (a second process would only hold twice every
+    page the agent writes after the fork), prefork for several (their processes share the imports)."""
+    return "threads" if concurrency == 1 else "prefork"
+
+
 def freeze_before_fork(**_signal) -> None:
     """Collect, then freeze every object alive now, so the pool processes keep sharing them."""
     gc.collect()
