@@ -14,14 +14,16 @@ from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
 from orchestrator.flow.runs import repository_cache
 from orchestrator.git.cache import BareCache
-from orchestrator.git.repo import commit_all, commits_between, diff_stats, unstage_onto_merge_base
+from orchestrator.git.repo import CommittedWork, commit_work, commits_between, diff_stats, unstage_onto_merge_base
+from orchestrator.git.trailers import item_trailers
 from orchestrator.git.workspace import worktree_slot
 from orchestrator.queues.shutdown import shutdown_requested
 from orchestrator.state.models import Handoff, HandoffStatus, ItemStatus, Run, RunStatus, WorkItem
 from orchestrator.state.store import Store
 from workers.conflicts import conflict_resolver
 from workers.external_agent import run_external_agent
-from workers.integrate import item_trailers, land, land_via_queue, landed_commit, rescue
+from orchestrator.untrusted.text import clean_text, one_line
+from workers.integrate import land, land_via_queue, landed_commit, rescue
 from workers.lease import LeaseHeartbeat
 
 log = logging.getLogger(__name__)
@@ -53,14 +55,27 @@ HANDOFF_NOTES = ("concerns", "deviations", "findings", "suggestions")
 
 
 def handoff_notes(arguments: dict) -> dict[str, str]:
-    """The structured part of the agent's handoff (concerns, deviations, findings, suggestions)."""
-    return {key: str(arguments.get(key) or "") for key in HANDOFF_NOTES}
+    """The structured part of the agent's handoff (concerns, deviations, findings, suggestions), cleaned of
+    control characters and escape sequences: it reaches prompts, logs and terminals."""
+    return {key: clean_text(str(arguments.get(key) or "")) for key in HANDOFF_NOTES}
 
 
 def commit_message(item: WorkItem, summary: str) -> str:
-    """The commit message: the item's title, the agent's summary, and trailers naming item and attempt."""
-    body = summary.strip() or "(no summary)"
-    return f"{item.title}\n\n{body}\n\n{item_trailers(item.id, item.attempt)}"
+    """The commit message: the item's title (one line), the agent's summary (cleaned: a NUL would cut the
+    message, a control character would reach terminals), and last the trailers naming item and attempt."""
+    body = clean_text(summary).strip() or "(no summary)"
+    return f"{one_line(item.title) or item.id}\n\n{body}\n\n{item_trailers(item.id, item.attempt)}"
+
+
+def max_commit_bytes(settings: CadreSettings) -> int:
+    return int(settings.max_commit_mb * 1_000_000)
+
+
+def commit_attempt(settings: CadreSettings, worktree: Path, message: str,
+                   artifacts: tuple[str, ...]) -> CommittedWork:
+    """Commit what the agent changed, safely (`orchestrator.git.repo.commit_work`), as Cadre's author."""
+    return commit_work(worktree, message, settings.git_author_name, settings.git_author_email, exclude=artifacts,
+                       max_bytes=max_commit_bytes(settings))
 
 
 def attempt_item(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease: LeaseHeartbeat) -> Outcome:
@@ -77,7 +92,7 @@ def attempt_item(store: Store, settings: CadreSettings, run: Run, item: WorkItem
                                                 summary="already on the branch: an earlier attempt landed it"))
     artifacts = artifact_patterns(preset_for(run.worker_backend, settings), settings)
     start = f"refs/remotes/origin/{item.start_ref}" if item.start_ref else upstream
-    with worktree_slot(cache, "worker", start) as worktree:
+    with worktree_slot(cache, "worker", start, owner=(item.id, item.attempt)) as worktree:
         try:
             if item.start_ref:
                 unstage_onto_merge_base(worktree, upstream)
@@ -100,8 +115,8 @@ def preserve_work(settings: CadreSettings, cache: BareCache, item: WorkItem, wor
     Called before a worktree is given up on an error path: a slot reset must never destroy work.
     """
     try:
-        commit_all(worktree, f"WIP: {item.title}\n\n{item_trailers(item.id, item.attempt)}",
-                   settings.git_author_name, settings.git_author_email, exclude=artifacts)
+        commit_attempt(settings, worktree, f"WIP: {one_line(item.title)}\n\n{item_trailers(item.id, item.attempt)}",
+                       artifacts)
         if commits_between(worktree, upstream, "HEAD"):
             return rescue(worktree, cache, item.id, item.attempt, "attempt ended by an error").rescue_branch
     except Exception:  # preserving is best effort on an error path: log it, keep the original error
@@ -114,7 +129,7 @@ def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease
     store.events.emit(run.id, "agent_started", item_id=item.id, attempt=item.attempt)
     result = _run_agent(store, settings, run, item, worktree)
     store.events.emit(run.id, "agent_finished", item_id=item.id, attempt=item.attempt, status=result.status)
-    summary = str(result.final_arguments.get("summary") or f"agent ended: {result.status}")
+    summary = clean_text(str(result.final_arguments.get("summary") or f"agent ended: {result.status}"))
     measured = dict(tokens=result.tokens, cost_usd=round(result.cost_usd, 6), attempt=item.attempt,
                     usage_reported=result.usage_reported, **handoff_notes(result.final_arguments))
     if result.status in LIMIT_STATUSES:
@@ -123,10 +138,9 @@ def _work(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease
     if result.status in {"stopped", "failed"}:
         reason = summary if result.status == "failed" else stop_reason(store, run)
         return _stopped(settings, item, worktree, cache, measured, reason, artifacts)
-    sha = commit_all(worktree, commit_message(item, summary), settings.git_author_name, settings.git_author_email,
-                     exclude=artifacts)
-    if sha is None:
-        return Outcome(ItemStatus.DONE, Handoff(status=HandoffStatus.NO_CHANGE, summary=summary, **measured))
+    committed = commit_attempt(settings, worktree, commit_message(item, summary), artifacts)
+    if not committed.may_land:
+        return _refused_or_unchanged(item, worktree, cache, measured, summary, committed)
     resolver = conflict_resolver(store, settings, run, item, worktree)
     if settings.integration == "queue":
         landing = land_via_queue(store, worktree, cache, run.branch, item.id, item.attempt,
@@ -170,12 +184,27 @@ def stop_reason(store: Store, run: Run) -> str:
     return "agent stopped"
 
 
+def _refused_or_unchanged(item: WorkItem, worktree: Path, cache: BareCache, measured: dict, summary: str,
+                          committed: CommittedWork) -> Outcome:
+    """Nothing to land: the agent changed nothing, or its change may not land (too large, risky attributes):
+    what was safe to keep goes to the rescue branch, and the handoff says what was refused and left out."""
+    if not committed.problems:
+        notes = f"\n{committed.notes()}" if committed.removed else ""
+        return Outcome(ItemStatus.DONE, Handoff(status=HandoffStatus.NO_CHANGE, summary=summary + notes, **measured))
+    reason = "refused: " + "; ".join(committed.problems)
+    branch = rescue(worktree, cache, item.id, item.attempt, reason).rescue_branch if committed.sha else None
+    handoff = Handoff(status=HandoffStatus.RESCUED if branch else HandoffStatus.FAILED, rescue_branch=branch,
+                      summary=f"{summary}\n[not landed, {committed.notes()}"
+                              + (f"\nwhat was safe to keep is on {branch}]" if branch else "]"), **measured)
+    return Outcome(ItemStatus.FAILED, handoff, reason)
+
+
 def _rescue_wip(settings: CadreSettings, item: WorkItem, worktree: Path, cache: BareCache, reason: str,
                 artifacts: tuple[str, ...]) -> str | None:
     """Commit the work in progress and push it to the attempt's rescue branch; its name, or None if no change."""
-    wip = commit_all(worktree, f"WIP: {item.title}\n\nStopped: {reason}\n\n{item_trailers(item.id, item.attempt)}",
-                     settings.git_author_name, settings.git_author_email, exclude=artifacts)
-    return rescue(worktree, cache, item.id, item.attempt, reason).rescue_branch if wip else None
+    wip = commit_attempt(settings, worktree, f"WIP: {one_line(item.title)}\n\nStopped: {one_line(reason, 500)}\n\n"
+                         f"{item_trailers(item.id, item.attempt)}", artifacts)
+    return rescue(worktree, cache, item.id, item.attempt, reason).rescue_branch if wip.sha else None
 
 
 def _keep_partial(settings: CadreSettings, item: WorkItem, worktree: Path, cache: BareCache, measured: dict,

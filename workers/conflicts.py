@@ -11,20 +11,29 @@ from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_
 from orchestrator.git.repo import continue_rebase, stage_all
 from orchestrator.state.models import Run, WorkItem
 from orchestrator.state.store import Store
+from orchestrator.untrusted.files import RefusedPath, is_regular_file, read_text
 
 log = logging.getLogger(__name__)
 CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
 
 
-def still_marked(worktree: Path, paths: list[str]) -> list[str]:
-    """The paths among `paths` that still contain conflict markers."""
+def still_marked(worktree: Path, paths: list[str], max_bytes: int) -> list[str]:
+    """The paths among `paths` that still contain conflict markers; a path that is no longer a regular file
+    reached without a symlink, or is larger than `max_bytes`, counts as unresolved (it is the agent's file,
+    read through the one door for hostile input)."""
     marked = []
     for path in paths:
-        file = worktree / path
-        if file.is_file():
-            text = file.read_text(encoding="utf-8", errors="replace")
-            if any(line.startswith(CONFLICT_MARKERS) for line in text.splitlines()):
+        if not is_regular_file(worktree, path):
+            if (worktree / path).is_symlink() or (worktree / path).exists():
                 marked.append(path)
+            continue
+        try:
+            text = read_text(worktree, path, max_bytes)
+        except RefusedPath:
+            marked.append(path)
+            continue
+        if any(line.startswith(CONFLICT_MARKERS) for line in text.splitlines()):
+            marked.append(path)
     return marked
 
 
@@ -49,10 +58,14 @@ def conflict_resolver(store: Store, settings: CadreSettings, run: Run, item: Wor
                                 tools.explore_tools() + tools.edit_tools() + [finish],
                                 max_steps=settings.conflict_max_steps,
                                 scopes={"cycle": str(item.cycle), "node": item.node_id, "item": item.id})
-        if result.status != "finished" or still_marked(worktree, conflicted):
+        max_bytes = int(settings.max_commit_mb * 1_000_000)
+        if result.status != "finished" or still_marked(worktree, conflicted, max_bytes):
             log.info("item %s: conflict turn ended %s with markers left", item.id, result.status)
             return False
-        stage_all(worktree)
+        verdict = stage_all(worktree, max_bytes)
+        if not verdict.safe:
+            log.warning("item %s: conflict resolution refused: %s", item.id, "; ".join(verdict.problems))
+            return False
         remaining = continue_rebase(worktree, settings.git_author_name, settings.git_author_email)
         return not remaining
 

@@ -9,12 +9,15 @@ what it used; tokens it reports without a cost are priced like the builtin agent
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
-from orchestrator.agent.backends import Preset, agent_env_names, install_dirs, paths_named
+from orchestrator.agent.backends import Preset, agent_env_names, paths_named
 from orchestrator.agent.commands import shell_for
+from orchestrator.agent.egress import EgressProxy, allowed_hosts
+from orchestrator.agent.sandbox import Bridge
 from orchestrator.agent.loop import AgentResult, truncate
-from orchestrator.agent.reports import AgentReport, plain_text, read_report
+from orchestrator.agent.reports import AgentReport, read_report
 from orchestrator.config.secrets import scrub
 from orchestrator.config.settings import DEMO_MODEL_KEY, CadreSettings
 from orchestrator.flow.agent_runs import open_transcript, run_prompts
@@ -23,24 +26,34 @@ from orchestrator.git.repo import common_git_dir
 from orchestrator.queues.shutdown import shutdown_event, shutdown_requested
 from orchestrator.state.models import Run, WorkItem
 from orchestrator.state.store import Store
+from orchestrator.untrusted.files import read_file
+from orchestrator.untrusted.text import clean_text
 
 GIT_MARGIN_SECONDS = 120
+MAX_HANDOFF_BYTES = 1_000_000
+HANDOFF_NOTES = ("concerns", "deviations", "findings", "suggestions")
+BRIDGE_PORT = 3128  # inside the agent's own network namespace: nothing else listens there
 OUTPUT_TAIL_CHARS = 4000
 KEY_VARIABLE = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
 def read_handoff(handoff_file: Path, report: AgentReport, output: str) -> dict:
-    """The agent's handoff file as a dict; without a readable one, its own last words (or its output's tail)."""
-    if handoff_file.is_file():
-        try:
-            data = json.loads(handoff_file.read_text(encoding="utf-8"))
-            if isinstance(data, dict) and data.get("summary"):
-                return data
-        except json.JSONDecodeError:
-            pass
+    """The agent's handoff file as a dict of cleaned texts (and its `tokens` and `cost_usd` numbers); without
+    a readable one, its own last words (or its output's tail). The file is read through the one door for
+    hostile input: a symlink, a FIFO or more than `MAX_HANDOFF_BYTES` is no handoff at all."""
+    try:
+        data = json.loads(read_file(handoff_file, MAX_HANDOFF_BYTES))
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("summary"), str) and data["summary"].strip():
+        handoff = {key: clean_text(str(data.get(key) or "")) for key in ("summary", *HANDOFF_NOTES)}
+        for key in ("tokens", "cost_usd"):
+            if isinstance(data.get(key), int | float) and not isinstance(data.get(key), bool) and data[key] >= 0:
+                handoff[key] = data[key]
+        return handoff
     if report.summary.strip():
-        return {"summary": report.summary.strip()}
-    return {"summary": "(no handoff file; tail of the agent's output)\n" + plain_text(output)[-OUTPUT_TAIL_CHARS:]}
+        return {"summary": clean_text(report.summary).strip()}
+    return {"summary": "(no handoff file; tail of the agent's output)\n" + clean_text(output)[-OUTPUT_TAIL_CHARS:]}
 
 
 def template_values(settings: CadreSettings, io_dir: Path, home: Path, prompt: str, preset: Preset) -> dict[str, str]:
@@ -51,6 +64,13 @@ def template_values(settings: CadreSettings, io_dir: Path, home: Path, prompt: s
             "model": litellm_model.split("/", 1)[-1] if preset.strip_provider else litellm_model,
             "api_base": settings.api_base_for("worker") or "", "max_steps": str(settings.worker_max_steps),
             "max_cost": f"{settings.item_max_cost_usd or 0:g}"}
+
+
+def proxy_env(port: int) -> dict[str, str]:
+    """What makes an agent's HTTP clients use the egress bridge (both spellings: programs read either)."""
+    url = f"http://127.0.0.1:{port}"
+    return {"HTTPS_PROXY": url, "HTTP_PROXY": url, "https_proxy": url, "http_proxy": url, "NO_PROXY": "",
+            "no_proxy": ""}
 
 
 def model_key_env(settings: CadreSettings) -> dict[str, str]:
@@ -98,16 +118,22 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     write_model_metadata(settings, io_dir / "model-metadata.json")
     values = template_values(settings, io_dir, home, prompt, preset)
     argv = preset.argv(values, api_base=bool(values["api_base"]), budget=bool(settings.item_max_cost_usd))
-    env = {**preset.environment(values, api_base=bool(values["api_base"])), **model_key_env(settings)}
-    readable = (common_git_dir(worktree), *install_dirs(preset.program), *paths_named(preset))
-    shell = shell_for(settings, worktree, readable=readable,
-                      writable=(io_dir,),
-                      env_names=agent_env_names(preset, settings), extra_env=env, network=True, home=str(home))
+    env = {**preset.environment(values, api_base=bool(values["api_base"])), **model_key_env(settings),
+           **proxy_env(BRIDGE_PORT)}
+    readable = (common_git_dir(worktree), *paths_named(preset))
     transcript = open_transcript(store, run.id, f"worker-{item.id}-{item.attempt}", item.id)
     transcript.write("user", content=prompt)
     transcript.write("command", argv=[truncate(word, 200) for word in argv])
     timeout = max(settings.worker_time_limit_seconds - GIT_MARGIN_SECONDS, 30)
-    code, output = shell.run(argv, timeout, shutdown_event())
+    allowed = allowed_hosts(settings.api_base_for("worker"), settings.model_for("worker"), settings.agent_allowed_hosts)
+    with tempfile.TemporaryDirectory(prefix="cadre-egress-") as folder, \
+            EgressProxy(Path(folder) / "proxy.sock", allowed) as proxy:
+        shell = shell_for(settings, worktree, readable=readable, writable=(io_dir,),
+                          env_names=agent_env_names(preset, settings), extra_env=env, home=str(home),
+                          bridge=Bridge(BRIDGE_PORT, Path(folder) / "proxy.sock"))
+        code, output = shell.run(argv, timeout, shutdown_event())
+    if proxy.denied:
+        transcript.write("egress_refused", hosts=sorted(set(proxy.denied))[:20])
     report = read_report(preset.report, code, output, io_dir)
     handoff = read_handoff(handoff_file, report, output)
     prompt_tokens, completion_tokens, cost = report.prompt_tokens, report.completion_tokens, priced(settings, report)
@@ -120,7 +146,7 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
                                                      "item": item.id}, reported=reported)
     enforce_run_budget(store, run.id, settings.budget_warning_fraction)
     status, detail = _status(code, report)
-    transcript.write("output", exit_code=code, output=truncate(plain_text(output), settings.tool_output_chars))
+    transcript.write("output", exit_code=code, output=truncate(clean_text(output), settings.tool_output_chars))
     transcript.write("end", status=status, detail=detail, tokens=tokens, cost_usd=cost, usage_reported=reported)
     transcript.close()
     if status in {"failed", "limit"}:

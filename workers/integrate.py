@@ -17,19 +17,14 @@ from pathlib import Path
 
 from orchestrator.git.cache import BareCache
 from orchestrator.git.objects import has_commit, head_commit, stand_on
-from orchestrator.git.repo import (
-    abort_rebase,
-    head_sha,
-    push,
-    rebase_onto,
-    trailer_commits,
-)
+from orchestrator.git.repo import abort_rebase, head_sha, push, rebase_onto
+from orchestrator.git.trailers import ITEM_TRAILER, item_trailers, landed_items, safe_id
 
 log = logging.getLogger(__name__)
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_CAP_SECONDS = 5.0
 CONFLICT_TURNS = 2
-ITEM_TRAILER = "Cadre-Item"
+__all__ = ["ITEM_TRAILER", "item_trailers", "landed_commit", "land", "land_via_queue", "rescue", "timed"]
 
 ConflictResolver = Callable[[list[str]], bool]
 """Gets the conflicting paths of a stopped rebase; returns True once the rebase is complete."""
@@ -61,17 +56,12 @@ def timed(steps: dict[str, float], step: str) -> Iterator[None]:
 
 def rescue_branch_name(item_id: str, attempt: int) -> str:
     """`cadre/rescue/<item>/<attempt>`: where an attempt's commits go when they cannot land."""
-    return f"cadre/rescue/{item_id}/{attempt}"
-
-
-def item_trailers(item_id: str, attempt: int) -> str:
-    """The trailer lines that end every commit of an attempt, naming its work item and attempt."""
-    return f"{ITEM_TRAILER}: {item_id}\nCadre-Attempt: {attempt}\n"
+    return f"cadre/rescue/{safe_id(item_id, 'item id')}/{int(attempt)}"
 
 
 def landed_commit(path: Path, rev: str, item_id: str) -> str | None:
-    """The commit reachable from `rev` that carries the item's trailer (it has landed), or None."""
-    return trailer_commits(path, rev, ITEM_TRAILER).get(item_id)
+    """The commit reachable from `rev` whose trailer block names the item (it has landed), or None."""
+    return landed_items(path, rev).get(item_id)
 
 
 def backoff_seconds(retry: int) -> float:

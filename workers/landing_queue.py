@@ -36,13 +36,14 @@ from dataclasses import asdict, dataclass, field
 from orchestrator.git.cache import BareCache
 from orchestrator.git.objects import ObjectStore
 from orchestrator.git.plumbing import delete_remote_refs, fetch_refs, push_if_unchanged, remote_refs
-from orchestrator.git.repo import push, trailer_commits
+from orchestrator.git.repo import push
+from orchestrator.git.trailers import landed_items, safe_id
 from orchestrator.git.runner import GitError
 from orchestrator.state.locks import KeptLock, LockLost
 from orchestrator.state.models import ItemStatus
 from orchestrator.state.records import UnknownRecord
 from orchestrator.state.store import Store
-from workers.integrate import ITEM_TRAILER, timed
+from workers.integrate import timed
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 64
@@ -71,7 +72,7 @@ def queue_key(url: str, branch: str) -> str:
 
 
 def pending_ref(item_id: str, attempt: int) -> str:
-    return f"refs/cadre/pending/{item_id}/{attempt}"
+    return f"refs/cadre/pending/{safe_id(item_id, 'item id')}/{int(attempt)}"
 
 
 def _answer_key(item_id: str, attempt: int) -> str:
@@ -212,7 +213,7 @@ class Lander:
             return self._left[0], dict(self._left[1])
         self.cache.fetch()
         tip = self.cache.head(self.branch)
-        return tip, trailer_commits(self.cache.path, tip, ITEM_TRAILER)
+        return tip, landed_items(self.cache.path, tip)
 
     def _land_one(self, store: ObjectStore, request: LandingRequest, tip: str,
                   landed_items: dict[str, str]) -> tuple[LandingAnswer, str]:

@@ -131,16 +131,6 @@ def check_backend(name: str, settings: CadreSettings) -> None:
         raise BackendUnavailable(f"worker backend {name} needs the program {preset.program!r}, which is not on PATH")
 
 
-def install_dirs(program: str) -> tuple[Path, ...]:
-    """Where `program` is installed (its PATH entry, and the prefix it resolves into, such as its virtualenv),
-    to stay readable inside the sandbox even when it lives in a hidden folder."""
-    found = shutil.which(program)
-    if found is None:
-        return ()
-    real = Path(found).resolve()
-    return tuple(dict.fromkeys((Path(found).parent, real.parent, real.parent.parent)))
-
-
 def paths_named(preset: Preset) -> tuple[Path, ...]:
     """Absolute paths the operator wrote into the agent's own command line (`/opt/agent/run.py`,
     `--config=/etc/agent.toml`) that exist here: readable inside the sandbox, whose private /tmp would

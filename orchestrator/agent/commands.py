@@ -15,17 +15,28 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.agent.sandbox import SANDBOX_HOME, Bubblewrap, Place, Sandbox, Unsandboxed, sandbox_env
+from orchestrator.agent.sandbox_cgroup import command_cgroup
+from orchestrator.agent.sandbox import SANDBOX_HOME, Bridge, Bubblewrap, Place, Sandbox, Unsandboxed, sandbox_env
 from orchestrator.config.settings import CadreSettings
 
 CANCEL_POLL_SECONDS = 0.5
 
 
 def sandbox_for(settings: CadreSettings) -> Sandbox:
-    """The configured sandbox; Cadre's data directory and the user's home are hidden inside it."""
+    """The configured sandbox. Never shown inside it: Cadre's data directory, its working directory (and the
+    `.env` there), the home of the user running it, and the operator's `CADRE_SANDBOX_HIDDEN`."""
     if settings.sandbox == "off":
         return Unsandboxed()
-    return Bubblewrap(hidden=(settings.data_dir.resolve(), Path.home().resolve()))
+    data = settings.data_dir.resolve()
+    hidden = (data, Path.cwd().resolve(), Path.home().resolve(), *(p.resolve() for p in settings.sandbox_hidden))
+    return Bubblewrap(hidden=tuple(dict.fromkeys(hidden)), identity_dir=data / "sandbox")
+
+
+def sandbox_limits(settings: CadreSettings) -> dict[str, int]:
+    """Resource limits of every sandboxed command (set inside the sandbox by its first program)."""
+    mib = 1024 * 1024
+    return {"NPROC": settings.sandbox_max_processes, "DATA": settings.sandbox_max_memory_mb * mib,
+            "FSIZE": settings.sandbox_max_file_mb * mib, "CORE": 0}
 
 
 @dataclass(frozen=True)
@@ -43,19 +54,24 @@ class Shell:
             cancel: threading.Event | None = None) -> tuple[int | None, str]:
         """Run a shell line (or an argv list, without a shell); see `run_command`."""
         argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
-        return run_command(self.sandbox.wrap(argv, self.place), self.place.workdir, timeout, cancel, self.place.env)
+        limits = self.place.limits
+        with command_cgroup(limits.get("NPROC", 0), limits.get("DATA", 0)) as enter:
+            return run_command([*enter, *self.sandbox.wrap(argv, self.place)], self.place.workdir, timeout, cancel,
+                               self.place.env)
 
 
 def shell_for(settings: CadreSettings, workdir: Path, readable: tuple[Path, ...] = (), writable: tuple[Path, ...] = (),
               env_names: tuple[str, ...] = (), extra_env: dict[str, str] | None = None,
-              network: bool | None = None, home: str | None = None) -> Shell:
+              bridge: Bridge | None = None, home: str | None = None) -> Shell:
     """A shell in `workdir` with an allowlisted environment (`CADRE_SANDBOX_ENV` and `env_names` from this
-    process's environment, plus `extra_env`); network as `CADRE_SANDBOX_NETWORK` unless `network` is given."""
+    process's environment, plus `extra_env`), the sandbox's limits, and the host's network only when
+    `CADRE_SANDBOX_NETWORK` says so; with a `bridge`, the egress proxy instead (external agents)."""
     place_home = home or SANDBOX_HOME
     env = sandbox_env(dict(os.environ), (*settings.sandbox_env, *env_names), place_home, **(extra_env or {}))
+    readable = (*readable, *settings.sandbox_readable, *((bridge.socket.parent,) if bridge else ()))
     place = Place(workdir=workdir.resolve(), env=env, readable=tuple(p.resolve() for p in readable),
-                  writable=tuple(p.resolve() for p in writable),
-                  network=settings.sandbox_network if network is None else network, home=place_home)
+                  writable=tuple(p.resolve() for p in writable), network=settings.sandbox_network and bridge is None,
+                  home=place_home, bridge=bridge, limits=sandbox_limits(settings))
     return Shell(place, sandbox_for(settings))
 
 

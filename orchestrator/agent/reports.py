@@ -12,9 +12,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.untrusted.files import read_file
+
 ANSI_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07]*\x07|\r(?!\n)")
 AIDER_USAGE = re.compile(r"^Tokens: ([\d.]+k?) sent(?:, ([\d.]+k?) cache write)?(?:, ([\d.]+k?) cache hit)?, "
                          r"([\d.]+k?) received\.(?:\s+Cost: \$([\d.]+) message, \$([\d.]+) session\.)?", re.M)
+MAX_REPORT_BYTES = 64_000_000
 CLAUDE_LIMITS = {"error_max_turns": "its turn limit", "error_max_budget_usd": "its cost budget"}
 MINI_LIMITS = {"LimitsExceeded": "its step or cost limit", "TimeExceeded": "its time limit"}
 
@@ -119,9 +122,11 @@ def aider_report(code: int | None, output: str, _io_dir: Path) -> AgentReport:
 def mini_report(code: int | None, _output: str, io_dir: Path) -> AgentReport:
     """mini-swe-agent's trajectory: `info.exit_status`, `info.submission`, `info.model_stats`, and the usage
     of each model response (mini keeps no token total)."""
-    try:
-        trajectory = json.loads((io_dir / "trajectory.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    try:  # the agent's own file, in a folder it may write: read through the one door for hostile input
+        trajectory = json.loads(read_file(io_dir / "trajectory.json", MAX_REPORT_BYTES))
+    except (OSError, ValueError):
+        return _by_exit_code(code)
+    if not isinstance(trajectory, dict):
         return _by_exit_code(code)
     info = trajectory.get("info") or {}
     usages = [(((m.get("extra") or {}).get("response") or {}).get("usage") or {})
@@ -146,5 +151,9 @@ READERS = {"claude-json": claude_report, "codex-jsonl": codex_report, "aider-lin
 
 
 def read_report(kind: str, code: int | None, output: str, io_dir: Path) -> AgentReport:
-    """The report of an agent that exited with `code` (None: it was killed) after printing `output`."""
-    return READERS[kind](code, output, io_dir)
+    """The report of an agent that exited with `code` (None: it was killed) after printing `output`. The
+    agent wrote its report: one whose shape is not what its program writes counts as no report at all."""
+    try:
+        return READERS[kind](code, output, io_dir)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError):
+        return _by_exit_code(code)

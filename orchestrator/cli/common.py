@@ -8,14 +8,16 @@ import typer
 from rich.console import Console
 
 from orchestrator.config.settings import MissingModelError
+from orchestrator.untrusted.text import clean_text
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help="Run many coding agents on one git repository.")
 err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print one clear error line and exit."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    """Print one clear error line and exit. The message is cleaned of control characters and escape
+    sequences: it may quote a git remote's answer, a probe's stderr or a user's input."""
+    print(f"error: {clean_text(message)}", file=sys.stderr, flush=True)
     raise typer.Exit(code)
 
 

@@ -8,9 +8,11 @@ import time
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.cli.common import cli, err, fail, guarded, open_store
 from orchestrator.config.settings import get_settings
+from orchestrator.untrusted.text import clean_text, one_line
 
 POLL_SECONDS = 0.5
 
@@ -42,7 +44,8 @@ def run(
 
 
 def wait_for_run(run_id: str) -> int:
-    """Poll until the run ends, reporting progress on stderr; 0 if it ended done."""
+    """Poll until the run ends, reporting progress on stderr (one plain line, never markup or an escape
+    sequence); 0 if it ended done."""
     from orchestrator.flow.runs import run_status
     from orchestrator.state.models import TERMINAL_RUN_STATUSES
 
@@ -54,7 +57,7 @@ def wait_for_run(run_id: str) -> int:
         line = (f"{run_id}: {status['status']} · cycle {status['cycle']}/{status['max_cycles']} · "
                 f"{len(status['tasks'])} items, {landed} landed · {status['tokens']} tokens · ${status['cost_usd']:.4f}")
         if line != last:
-            err.print(line, highlight=False)
+            err.print(clean_text(line), highlight=False, markup=False)
             last = line
         if status["status"] in {s.value for s in TERMINAL_RUN_STATUSES}:
             return 0 if status["status"] == "done" else 1
@@ -78,7 +81,7 @@ def status(
         table = Table("run", "status", "cycle", "items", "tokens", "cost $", "goal")
         for r in runs:
             table.add_row(r["id"], r["status"], str(r["cycle"]), str(len(r["tasks"])), str(r["tokens"]),
-                          f"{r['cost_usd']:.4f}", r["goal"][:60])
+                          f"{r['cost_usd']:.4f}", Text(one_line(r["goal"], 60)))  # Text: a cell never read as markup
         Console().print(table)
         return
     data = guarded(lambda: run_status(store, run_id))
@@ -89,12 +92,13 @@ def status(
 
 
 def print_run(console: Console, data: dict) -> None:
-    """A run as a tree per cycle: planner nodes, their work items with states and commits, verdicts, usage."""
+    """A run as a tree per cycle: planner nodes, their work items with states and commits, verdicts, usage.
+    Model and agent text in it is printed literally: no markup, no escape sequence reaches the terminal."""
     from orchestrator.cli.watch_view import watch_view
 
     console.print(watch_view(data), highlight=False)
     roles = ", ".join(f"{role} {u['tokens']} tokens ${u['cost_usd']:.4f}" for role, u in data["usage_by_role"].items())
-    console.print(f"usage by role: {roles or 'none yet'}", highlight=False)
+    console.print(clean_text(f"usage by role: {roles or 'none yet'}"), highlight=False, markup=False)
 
 
 @cli.command()

@@ -1,30 +1,57 @@
-"""`cadre report RUN`: a Markdown account of a run, cycle by cycle."""
+"""`cadre report RUN`: a Markdown account of a run, cycle by cycle.
+
+Goals, titles, reasons and attempt strings were written by a user, a model or an agent: in the report
+they carry no control character or escape sequence (it may be printed on a terminal), and a table cell
+stays one cell on one line whatever it holds.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 
+from orchestrator.state.models import WorkItem
 from orchestrator.state.store import Store
+from orchestrator.untrusted.text import clean_text, one_line
+
+
+_PIPE = re.compile(r"(\\*)\|")
 
 
 def _money(value: float) -> str:
     return f"${value:.4f}"
 
 
+def table_cell(value: object) -> str:
+    """`value` as one Markdown table cell: one line, cleaned, every `|` escaped, so it can neither add a
+    column nor end the row."""
+    # Backslashes before a `|` are doubled too: escaping only the `|` of `a\|b` would give `a\\|b`, an
+    # escaped backslash and a bare separator.
+    return _PIPE.sub(lambda m: m[1] * 2 + "\\|", one_line(str(value)))
+
+
 def markdown_report(store: Store, status: dict) -> str:
     """Per cycle: items, landed, failed, cost, time and the verdict; then totals per role and budgets."""
-    usage = store.usage.totals(status["id"])
-    lines = [f"# Cadre run {status['id']}", "", f"- goal: {status['goal']}",
-             f"- repository: {status['repo']} (branch `{status['branch']}`)",
-             f"- status: **{status['status']}**" + (f" ({status['reason']})" if status["reason"] else ""),
-             f"- worker backend: {status['worker_backend']}",
+    items_by_cycle = {number: store.items.many([t["id"] for t in status["tasks"] if t["cycle"] == number])
+                      for number in (cycle["number"] for cycle in status["cycles"])}
+    return report_text(status, store.usage.totals(status["id"]), items_by_cycle)
+
+
+def report_text(status: dict, usage: dict[str, float], items_by_cycle: dict[int, list[WorkItem]]) -> str:
+    """The report of `markdown_report` from what it read: the run's status JSON, its usage totals and each
+    cycle's work items. Every value a user, a model or an agent wrote is cleaned (no control characters
+    at all but newlines and tabs in prose) and every table cell goes through `table_cell`."""
+    lines = [f"# Cadre run {status['id']}", "", f"- goal: {clean_text(status['goal'])}",
+             f"- repository: {clean_text(status['repo'])} (branch `{one_line(status['branch'])}`)",
+             f"- status: **{status['status']}**" + (f" ({clean_text(status['reason'])})" if status["reason"] else ""),
+             f"- worker backend: {clean_text(status['worker_backend'])}",
              f"- tokens: {status['tokens']}, cost: {_money(status['cost_usd'])}"
              + (f" (plus {status['usage_unreported_calls']} agent runs that reported no usage)"
                 if status["usage_unreported_calls"] else ""), ""]
     for cycle in status["cycles"]:
         number = cycle["number"]
         tasks = [t for t in status["tasks"] if t["cycle"] == number]
-        items = store.items.many([t["id"] for t in tasks])
+        items = items_by_cycle.get(number, [])
         seconds = sum(i.handoff.seconds for i in items if i.handoff)
         landed = sum(1 for t in tasks if t["commit"])
         failed = sum(1 for t in tasks if t["status"] == "failed")
@@ -35,8 +62,9 @@ def markdown_report(store: Store, status: dict) -> str:
                   "| item | title | status | commit | tokens | cost | seconds |", "|---|---|---|---|---|---|---|"]
         for item in items:
             handoff = item.handoff
-            lines.append(f"| {item.id} | {item.title} | {handoff.status.value if handoff else item.status.value} | "
-                         f"{(handoff.commit or handoff.rescue_branch or '') if handoff else ''} | "
+            lines.append(f"| {table_cell(item.id)} | {table_cell(item.title)} | "
+                         f"{handoff.status.value if handoff else item.status.value} | "
+                         f"{table_cell((handoff.commit or handoff.rescue_branch or '') if handoff else '')} | "
                          f"{handoff.tokens if handoff else 0} | {_money(handoff.cost_usd) if handoff else ''} | "
                          f"{handoff.seconds if handoff else 0:.0f} |")
         attempts = [(t["id"], a) for t in tasks for a in t.get("attempts", [])]
@@ -44,16 +72,17 @@ def markdown_report(store: Store, status: dict) -> str:
             lines += ["", "| item | attempt | host | node | start (UTC) | seconds | outcome |", "|---|---|---|---|---|---|---|"]
             for item_id, a in attempts:
                 seconds = f"{a['end'] - a['start']:.0f}" if a["end"] else ""
-                lines.append(f"| {item_id} | {a['number']} | {a['host']} | {a['node']} | "
+                lines.append(f"| {table_cell(item_id)} | {a['number']} | {table_cell(a['host'])} | "
+                             f"{table_cell(a['node'])} | "
                              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a['start']))} | {seconds} | "
-                             f"{a['outcome'] or 'running'} |")
+                             f"{table_cell(a['outcome'] or 'running')} |")
         verdict = cycle["verdict"]
         if verdict:
-            lines += ["", f"**Verdict:** {'done' if verdict['done'] else 'not done'}: {verdict['reason']}"]
+            lines += ["", f"**Verdict:** {'done' if verdict['done'] else 'not done'}: {clean_text(verdict['reason'])}"]
             if verdict["next_focus"]:
-                lines.append(f"Next focus: {verdict['next_focus']}")
+                lines.append(f"Next focus: {clean_text(verdict['next_focus'])}")
         lines.append("")
     lines += ["## Usage by role", "", "| role | tokens | cost |", "|---|---|---|"]
     for role, totals in status["usage_by_role"].items():
-        lines.append(f"| {role} | {totals['tokens']} | {_money(totals['cost_usd'])} |")
+        lines.append(f"| {table_cell(role)} | {totals['tokens']} | {_money(totals['cost_usd'])} |")
     return "\n".join(lines) + "\n"

@@ -7,9 +7,12 @@ import shlex
 from collections.abc import Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
+from rich.text import Text
 
 from orchestrator.agent.reports import plain_text
+from orchestrator.untrusted.text import clean_text
 
 STYLE = {"system": "dim", "user": "cyan", "assistant": "green", "tool": "yellow", "output": "yellow", "end": "bold"}
 
@@ -23,8 +26,12 @@ def of_attempt(names: list[str], item_id: str, attempt: int | None) -> list[str]
 
 
 def print_transcript(console: Console, name: str, lines: Iterable[str]) -> None:
-    """Print every entry of one transcript as a titled panel, as its lines come."""
-    console.rule(name)
+    """Print every entry of one transcript as a titled panel, as its lines come.
+
+    Every title and body is cleaned of control characters and escape sequences and printed as plain
+    `Text` (the rule's title escaped for markup): a transcript is model and agent text, and must neither
+    drive the terminal nor open a Rich tag."""
+    console.rule(escape(clean_text(name)))  # a rule's str title is markup: escaped, it keeps the usual look
     for raw in lines:
         entry = json.loads(raw)
         kind = entry.pop("type")
@@ -42,5 +49,7 @@ def print_transcript(console: Console, name: str, lines: Iterable[str]) -> None:
             body, title = plain_text(entry.get("output", "")), f"agent output · exit code {entry.get('exit_code')}"
         else:
             body, title = json.dumps(entry, indent=1), kind
-        console.print(Panel(body or "(empty)", title=title, title_align="left", style=STYLE.get(kind, "")),
+        # A str title would be parsed as markup by Panel whatever `markup=` says: Text keeps it literal.
+        shown = Text(clean_text(str(body or "")) or "(empty)")
+        console.print(Panel(shown, title=Text(clean_text(str(title))), title_align="left", style=STYLE.get(kind, "")),
                       highlight=False, markup=False)

@@ -1,16 +1,31 @@
-"""`cadre watch RUN` (and `cadre demo`'s live view): progress per cycle, the planning tree, cost."""
+"""`cadre watch RUN` (and `cadre demo`'s live view): progress per cycle, the planning tree, cost.
+
+Goals, areas, titles, verdict reasons and attempt strings were written by a user, a model or an agent:
+they are cleaned of escape sequences and escaped for Rich markup before they join a markup string, so
+they can neither drive the terminal nor open a tag (a `[link=...]` hyperlink, a `[/]` that breaks the view).
+"""
 
 from __future__ import annotations
 
 import time
 
 from rich.console import Group
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
+from orchestrator.untrusted.text import clean_text
+
 SETTLED = {"done", "failed"}
+
+
+def markup_safe(value: object) -> str:
+    """`value` as text that reads the same inside a Rich markup string and opens or closes no tag, with
+    no control character or escape sequence. A whole line of untrusted parts is escaped in one call, so a
+    `[` in one part cannot pair with a `]` in the next."""
+    return escape(clean_text(str(value)))
 
 
 def cycle_trees(data: dict) -> list[Tree]:
@@ -24,27 +39,30 @@ def cycle_trees(data: dict) -> list[Tree]:
             parent = branches.get(node["parent_id"], tree)
             counts = ", ".join(f"{v} {k}" for k, v in sorted(node["item_counts"].items())) or "no items"
             branches[node["id"]] = parent.add(
-                f"[bold]{node['area'] or 'root planner'}[/] {node['id']} {node['status']} (round {node['round']}; "
-                f"{counts}; {node['tokens']} tokens ${node['cost_usd']:.4f})")
+                f"[bold]{markup_safe(node['area'] or 'root planner')}[/] "
+                + markup_safe(f"{node['id']} {node['status']} (round {node['round']}; "
+                              f"{counts}; {node['tokens']} tokens ${node['cost_usd']:.4f})"))
             for item_id in node["items"]:
                 task = tasks[item_id]
                 commit = f" {task['commit'][:12]}" if task["commit"] else ""
-                leaf = branches[node["id"]].add(f"{task['handoff'] or task['status']}{commit} {task['title']}")
+                line = f"{task['handoff'] or task['status']}{commit} {task['title']}"
+                leaf = branches[node["id"]].add(markup_safe(line))
                 for attempt in task.get("attempts", []):
-                    leaf.add(f"[dim]{attempt_line(attempt)}[/]")
+                    leaf.add(f"[dim]{markup_safe(attempt_line(attempt))}[/]")
         if cycle["verdict"]:
             verdict = cycle["verdict"]
-            tree.add(f"verdict: {'done' if verdict['done'] else 'not done'}: {verdict['reason']}")
+            tree.add(markup_safe(f"verdict: {'done' if verdict['done'] else 'not done'}: {verdict['reason']}"))
         trees.append(tree)
     return trees
 
 
 def attempt_line(attempt: dict) -> str:
-    """One attempt: number, where it ran (host and Celery node), when, and how it ended."""
+    """One attempt: number, where it ran (host and Celery node), when, and how it ended: plain text, cleaned
+    of control characters and escape sequences (escape it before putting it in markup)."""
     started = time.strftime("%H:%M:%S", time.gmtime(attempt["start"]))
     took = f" for {attempt['end'] - attempt['start']:.0f} s" if attempt["end"] else ""
-    return (f"attempt {attempt['number']} on {attempt['host']} ({attempt['node'] or 'no node'}) from {started} UTC{took}: "
-            f"{attempt['outcome'] or 'running'}")
+    return clean_text(f"attempt {attempt['number']} on {attempt['host']} ({attempt['node'] or 'no node'}) "
+                      f"from {started} UTC{took}: {attempt['outcome'] or 'running'}")
 
 
 def progress_table(data: dict) -> Table:
@@ -60,11 +78,11 @@ def progress_table(data: dict) -> Table:
 
 
 def watch_view(data: dict) -> Group:
-    """The whole live view of a run."""
+    """The whole live view of a run; nothing a model, an agent or a user wrote in it is markup or an escape."""
     header = Text.from_markup(
         f"[bold]{data['id']}[/] {data['status']} · cycle {data['cycle']}/{data['max_cycles']} · "
         f"{data['tokens']} tokens · ${data['cost_usd']:.4f}")
-    return Group(header, Text(data["goal"], style="dim"), progress_table(data), *cycle_trees(data))
+    return Group(header, Text(clean_text(data["goal"]), style="dim"), progress_table(data), *cycle_trees(data))
 
 
 def live_watch(store, run_id: str, console, refresh_seconds: float = 1.0) -> int:

@@ -70,6 +70,13 @@ def _environment_secrets() -> tuple[str, ...]:
     return tuple(sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True))
 
 
+def secrets_blanked() -> dict[str, str]:
+    """`{name: ""}` for every variable of this process's environment that holds a secret (named like one,
+    with credentials in a URL, or one of Cadre's own settings): for a child that must not see them."""
+    return {name: "" for name, value in os.environ.items()
+            if SECRET_NAME.search(name) or name.startswith("CADRE_") or url_credentials(value)}
+
+
 def secret_values() -> tuple[str, ...]:
     """Values worth masking: the configured API key, environment values whose name marks a secret (and the
     password part of `user:password` ones), credentials inside URL values, and registered secrets."""

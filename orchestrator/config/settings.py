@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import ssl
+import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["planner", "subplanner", "worker", "judge"]
@@ -17,6 +20,8 @@ ROLES: tuple[Role, ...] = ("planner", "subplanner", "worker", "judge")
 # The model string roles use when they fall back to the demo model (see `demo_model_url`).
 DEMO_MODEL = "openai/cadre-demo-model"
 DEMO_MODEL_KEY = "demo-model-needs-no-key"
+# Where `cadre up` leaves the URL of a Redis it started (in the data dir), for the user's other commands.
+REDIS_URL_FILE = "redis.url"
 
 
 class MissingModelError(ValueError):
@@ -156,9 +161,28 @@ class CadreSettings(BaseSettings):
     """Where agent commands, external agents and checks run: `bwrap` (bubblewrap: own PID namespace,
     read-only system, only the worktree writable, allowlisted environment) or `off` (plain processes)."""
     sandbox_network: bool = False
-    """Let the builtin agent's commands and the check command reach the network (external agents always can)."""
+    """Give the builtin agent's commands and the check command the host's network (off: none at all).
+    External agents never get it: they reach their model, and `CADRE_AGENT_ALLOWED_HOSTS`, through the
+    egress proxy only."""
     sandbox_env: list[str] = Field(default_factory=list)
     """Names of extra environment variables the builtin agent's commands and checks may see (JSON list)."""
+    sandbox_readable: list[Path] = Field(default_factory=list)
+    """Extra host paths the sandbox shows read-only (JSON list), besides the system folders and the tools
+    and interpreters on PATH (e.g. `["/opt/toolchain"]`)."""
+    sandbox_hidden: list[Path] = Field(default_factory=list)
+    """Extra host paths the sandbox never shows, even inside a path it shows (JSON list)."""
+    sandbox_max_processes: int = Field(default=512, ge=16)
+    """Processes (and threads) one sandboxed command may have at once."""
+    sandbox_max_memory_mb: int = Field(default=4096, ge=64)
+    """Memory (data segment and heap) one process in the sandbox may allocate, in MiB."""
+    sandbox_max_file_mb: int = Field(default=1024, ge=1)
+    """Largest file a sandboxed process may write, in MiB."""
+    agent_allowed_hosts: list[str] = Field(default_factory=list)
+    """Hosts (`host` or `host:port`) external agents may reach besides their model's endpoint (JSON list);
+    everything else is refused by the egress proxy."""
+    max_commit_mb: float = Field(default=50.0, gt=0)
+    """Largest change a worker may commit (new and changed files together), in MB; a larger one, or a file
+    larger than it, is refused and its work kept on the attempt's rescue branch."""
 
     check_command: str | None = None
     """Shell command run on the branch head before the judge decides (e.g. `pytest -q`)."""
@@ -234,6 +258,37 @@ class CadreSettings(BaseSettings):
         """Redis redelivers an unacknowledged task after this; kept above every hard time limit."""
         longest = max(self.planner_time_limit_seconds, self.worker_time_limit_seconds, self.judge_time_limit_seconds)
         return longest + 600
+
+    @model_validator(mode="after")
+    def _redis_url_left_by_cadre_up(self) -> CadreSettings:
+        """With no CADRE_REDIS_URL given (environment or .env), the URL `cadre up` left in
+        `<data dir>/redis.url` for the Redis it started, if that file is a regular file owned by this
+        user that no one else may read or write; otherwise the URL stays as it was."""
+        if "redis_url" not in self.model_fields_set and (url := _private_redis_url(self.data_dir / REDIS_URL_FILE)):
+            self.redis_url = url
+        return self
+
+
+def _private_redis_url(path: Path) -> str | None:
+    """The Redis URL in `path`, or None when it is missing, not this user's own, or open to others."""
+    try:
+        # O_NOFOLLOW: a symlink there could point at someone else's file; O_NONBLOCK: a FIFO must not hang us.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        logging.getLogger(__name__).warning("ignoring %s: %s", path, exc.strerror)
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            # Someone else could have read (or written) it: its password is not Cadre's to trust.
+            logging.getLogger(__name__).warning("ignoring %s: it must be this user's file with mode 0600", path)
+            return None
+        url = os.read(fd, 4096).decode(errors="replace").strip()
+    finally:
+        os.close(fd)
+    return url if url.startswith(("redis://", "rediss://")) else None
 
 
 @lru_cache(maxsize=1)

@@ -14,13 +14,16 @@ here is built from objects read from the same store. Failures raise one-line `Gi
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from contextlib import contextmanager
 
 import pygit2
-from pygit2.enums import CheckoutStrategy, ConfigLevel, RepositoryOpenFlag
+from pygit2.enums import CheckoutStrategy, ConfigLevel, FileStatus, RepositoryOpenFlag
 
 from orchestrator.git.runner import GitError, PathArg
+from orchestrator.untrusted.tree import clear_hazards
 
 for _level in (ConfigLevel.SYSTEM, ConfigLevel.XDG, ConfigLevel.GLOBAL, ConfigLevel.PROGRAMDATA):
     pygit2.settings.search_path[_level] = ""
@@ -143,7 +146,9 @@ def head_commit(path: PathArg) -> str:
 
 def stand_on(worktree: PathArg, sha: str) -> None:
     """Move a clean worktree onto commit `sha`, detached: its index and the files that differ are rewritten
-    (files git does not track are left alone)."""
+    (files git does not track are left alone, but symlinks and nested repositories are removed first: libgit2
+    would write a tracked `a/b` through an agent's symlink `a`)."""
+    clear_hazards(Path(os.fspath(worktree)), symlinks=True)
     repo = _open(worktree)
     with _failing_as(f"cannot move {os.fspath(worktree)} onto {sha[:12]}"):
         commit = repo[sha].peel(pygit2.Commit)
@@ -175,7 +180,9 @@ def first_unreachable(path: PathArg, tip: str, hidden_prefix: str = "refs/remote
 
 def check_out_detached(worktree: PathArg, sha: str) -> None:
     """Put a worktree on commit `sha`, detached: index and tracked files rewritten, merge or cherry-pick
-    state dropped. Untracked and ignored files stay (`git clean` removes them, nested repositories too)."""
+    state dropped. Symlinks, nested repositories and special files are removed first (never followed: the
+    checkout must not write through them); other untracked and ignored files stay (`git clean` removes them)."""
+    clear_hazards(Path(os.fspath(worktree)), symlinks=True)
     repo = _open(worktree)
     with _failing_as(f"cannot reset {os.fspath(worktree)} to {sha[:12]}"):
         commit = repo[sha].peel(pygit2.Commit)
@@ -188,6 +195,8 @@ def commit_index(worktree: PathArg, message: str, name: str, email: str) -> str 
     """Commit the worktree's index as `git commit --cleanup=verbatim` would, without a git process: `message`
     kept byte for byte, `name <email>` as author and committer, now; the branch HEAD names moves (or HEAD
     itself, detached). Returns the new sha, or None when the index holds what HEAD holds."""
+    if "\0" in message:  # libgit2 takes a C string: a NUL would cut the message, and Cadre's trailers, there
+        raise GitError("commit message contains a NUL character")
     repo = _open(worktree)
     with _failing_as(f"commit failed in {os.fspath(worktree)}"):
         parent = repo.head.peel(pygit2.Commit)
@@ -212,3 +221,100 @@ def config_value(path: PathArg, key: str) -> str | None:
     config = _open(path).config
     with _failing_as(f"cannot read {key} in {os.fspath(path)}"):
         return config[key] if key in config else None
+
+
+_WORKTREE_CHANGES = (FileStatus.WT_NEW | FileStatus.WT_MODIFIED | FileStatus.WT_DELETED | FileStatus.WT_TYPECHANGE
+                     | FileStatus.WT_RENAMED | FileStatus.CONFLICTED)
+
+
+def stage_worktree(worktree: PathArg, leave_out: Callable[[str], bool]) -> list[str]:
+    """Stage every change of the worktree as `git add -A` would, in-process: libgit2 runs no filter program
+    and knows no `working-tree-encoding`, so nothing in the worktree can run a program or break the commit.
+    Paths for which `leave_out` is true are not staged; returns those that had changes. The worktree must
+    have been cleared of nested repositories and special files (`untrusted.tree.clear_hazards`)."""
+    repo = _open(worktree)
+    left: list[str] = []
+    with _failing_as(f"cannot stage the changes of {os.fspath(worktree)}"):
+        index = repo.index
+        for path, flags in sorted(repo.status(untracked_files="all", ignored=False).items()):
+            if not flags & _WORKTREE_CHANGES:
+                continue
+            if leave_out(path):
+                left.append(path)
+            elif flags & FileStatus.WT_DELETED:
+                if index.conflicts is not None and path in index.conflicts:
+                    del index.conflicts[path]
+                if path in index:
+                    index.remove(path)
+            else:
+                index.add(path)
+        index.write()
+    return left
+
+
+def unstage(worktree: PathArg, paths: list[str]) -> None:
+    """Put these paths of the worktree's index back as HEAD has them (the files stay as they are)."""
+    repo = _open(worktree)
+    with _failing_as(f"cannot unstage in {os.fspath(worktree)}"):
+        tree, index = repo.head.peel(pygit2.Commit).tree, repo.index
+        for path in paths:
+            try:
+                entry = tree[path]
+            except KeyError:
+                if path in index:
+                    index.remove(path)
+                continue
+            index.add(pygit2.IndexEntry(path, entry.id, entry.filemode))
+        index.write()
+
+
+@dataclass(frozen=True)
+class StagedChange:
+    """One path whose staged content differs from HEAD's: the blob ids before and after (None: absent),
+    the new blob's size and its file mode."""
+
+    path: str
+    old_blob: str | None
+    new_blob: str | None
+    new_size: int
+    mode: int
+
+
+def staged_changes(worktree: PathArg) -> list[StagedChange]:
+    """What the worktree's index would commit on top of HEAD, path by path (renames as delete + add)."""
+    repo = _open(worktree)
+    with _failing_as(f"cannot read the staged changes of {os.fspath(worktree)}"):
+        head_tree = repo.head.peel(pygit2.Commit).tree
+        changes = []
+        for patch_delta in repo.index.diff_to_tree(head_tree).deltas:  # old: HEAD's tree, new: the index
+            old, new = patch_delta.old_file, patch_delta.new_file
+            present = any(new.id.raw)
+            size = repo.odb.read_header(new.id)[1] if present else 0
+            changes.append(StagedChange(new.path or old.path, str(old.id) if any(old.id.raw) else None,
+                                        str(new.id) if present else None, size, int(new.mode)))
+        return changes
+
+
+def blob_text(path: PathArg, blob: str, max_bytes: int) -> str:
+    """The first `max_bytes` bytes of a blob, decoded (for reading what a change puts in `.gitattributes`)."""
+    repo = _open(path)
+    with _failing_as(f"cannot read blob {blob[:12]}"):
+        return repo[blob].peel(pygit2.Blob).data[:max_bytes].decode("utf-8", "replace")
+
+
+def commit_messages(path: PathArg, tip: str, max_count: int) -> list[tuple[str, str]]:
+    """(sha, raw message) of the last `max_count` commits reachable from `tip`, newest first, in-process."""
+    repo = _open(path)
+    with _failing_as(f"cannot walk from {tip} in {os.fspath(path)}"):
+        start = repo.revparse_single(tip).peel(pygit2.Commit).id
+        found = []
+        for commit in repo.walk(start, pygit2.enums.SortMode.TIME):
+            if len(found) >= max_count:
+                break
+            found.append((str(commit.id), commit.raw_message.decode("utf-8", "replace")))
+        return found
+
+
+def valid_ref_name(name: str) -> bool:
+    """Whether `name` (`refs/heads/...`) is a well-formed reference name, as `git check-ref-format` says."""
+    return pygit2.reference_is_valid_name(name)

@@ -6,6 +6,7 @@ Built on `orchestrator.git.runner`; its merges and commits, without a worktree, 
 from __future__ import annotations
 
 from orchestrator.config.secrets import redact_url
+from orchestrator.git.objects import valid_ref_name
 from orchestrator.git.runner import GitError, PathArg, git_env, is_push_rejection, one_line, run_git
 
 
@@ -23,6 +24,8 @@ def push_if_unchanged(repo: PathArg, url: str, new_tip: str, branch: str, expect
 
 def fetch_refs(repo: PathArg, url: str, refs: list[str]) -> None:
     """Fetch these refs of the remote into the same refs here, all in one fetch (e.g. a batch's pending commits)."""
+    if bad := [ref for ref in refs if not valid_ref_name(ref)]:
+        raise GitError(f"refusing to fetch an invalid ref: {bad[0][:80]!r}")
     if refs:
         run_git(repo, "fetch", "--no-tags", url, *(f"+{ref}:{ref}" for ref in refs), env=git_env(network=True),
                 what=f"fetch of {len(refs)} pending refs failed")

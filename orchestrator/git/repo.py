@@ -11,7 +11,16 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.config.secrets import redact_url
-from orchestrator.git.objects import check_out_detached, commit_index, first_unreachable, resolve_commit
+from orchestrator.git.change_gate import ChangeVerdict, excluded, judge_change
+from orchestrator.git.objects import (
+    check_out_detached,
+    commit_index,
+    first_unreachable,
+    resolve_commit,
+    stage_worktree,
+    unstage,
+    valid_ref_name,
+)
 from orchestrator.git.runner import (
     NETWORK_TIMEOUT_S,
     GitError,
@@ -22,10 +31,10 @@ from orchestrator.git.runner import (
     one_line,
     run_git,
 )
+from orchestrator.untrusted.tree import clear_hazards
 
 logger = logging.getLogger(__name__)
-# How far back a trailer scan looks: further than any batch of landings between two fetches.
-TRAILER_SCAN_COMMITS = 2000
+DEFAULT_MAX_COMMIT_BYTES = 50_000_000
 
 class DiffStats(BaseModel):
     """Line counts of `git diff --numstat base head` (binary files count as 0 lines)."""
@@ -84,8 +93,8 @@ def rebase_in_progress(path: PathArg) -> bool:
     return (gd / "rebase-merge").is_dir() or (gd / "rebase-apply").is_dir()
 
 
-def unlanded_tip(path: PathArg) -> tuple[str, str] | None:
-    """(sha, message) of the worktree's own commits that no remote-tracking ref contains, or None.
+def unlanded_tip(path: PathArg) -> str | None:
+    """Sha of the worktree's own commits that no remote-tracking ref contains, or None.
 
     During a stopped rebase the pre-rebase tip counts, so a half-done rebase hides nothing.
     """
@@ -93,14 +102,15 @@ def unlanded_tip(path: PathArg) -> tuple[str, str] | None:
     tip = orig.read_text(encoding="utf-8").strip() if orig.is_file() else "HEAD"
     if first_unreachable(path, tip) is None:
         return None
-    sha = rev_sha(path, tip)
-    return sha, run_git(path, "log", "-1", "--format=%B", sha)
+    return rev_sha(path, tip)
 
 
 def reset_worktree(path: PathArg, start_point: str) -> None:
-    """Make the worktree exactly `start_point`: detached, no rebase/merge state, no stray files."""
+    """Make the worktree exactly `start_point`: detached, no rebase/merge state, no stray files. What an agent
+    left is removed without following a symlink, before anything is checked out."""
     check_args(start_point=start_point)
     (_git_dir(path) / "index.lock").unlink(missing_ok=True)  # left by a killed git; we own the slot
+    clear_hazards(Path(path), symlinks=True)
     if rebase_in_progress(path):
         run_git(path, "rebase", "--quit")
         run_git(path, "checkout", "--quiet", "--detach", "--force", start_point)
@@ -130,17 +140,61 @@ def changed_paths(path: PathArg) -> list[str]:
     return sorted({entry[3:] for entry in out.split("\0") if len(entry) > 3})
 
 
-def commit_all(path: PathArg, message: str, author_name: str, author_email: str,
-               exclude: tuple[str, ...] = ()) -> str | None:
-    """Stage everything but paths matching the `exclude` globs (at any depth) and commit it with `message`
-    kept verbatim; None when nothing changed."""
+class CommittedWork(BaseModel):
+    """What `commit_work` committed: `sha` (None: nothing changed), the `problems` that forbid landing it (the
+    commit then holds only what was safe to keep, for a rescue branch), and what it left out and removed."""
+    model_config = ConfigDict(frozen=True)
+    sha: str | None
+    problems: tuple[str, ...] = ()
+    left_out: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+    @property
+    def may_land(self) -> bool:
+        return self.sha is not None and not self.problems
+
+    def notes(self) -> str:
+        """One paragraph for a handoff: why it may not land, and what was left out or removed."""
+        lines = [*(f"refused: {p}" for p in self.problems), *(f"left out: {p}" for p in self.left_out),
+                 *(f"removed: {r}" for r in self.removed)]
+        return "\n".join(lines)
+
+
+def stage_safely(path: PathArg, exclude: tuple[str, ...] = (),
+                 max_bytes: int = DEFAULT_MAX_COMMIT_BYTES) -> tuple[ChangeVerdict, list[str], list[str]]:
+    """Stage what an agent changed in the worktree, safely: nested repositories, special files and symlinked
+    git metafiles removed first (never followed), files matching the `exclude` globs (at any depth) and files
+    over `max_bytes` not staged, then what `change_gate` refuses unstaged again. Returns the gate's verdict
+    on the full change, the paths left out, and the hazards removed."""
+    scan = clear_hazards(Path(path), size_bound=max_bytes)
+    left = stage_worktree(path, lambda p: excluded(p, exclude) or p in scan.oversized)
+    verdict = judge_change(path, max_bytes)
+    if verdict.unsafe_paths:
+        unstage(path, list(verdict.unsafe_paths))
+    problems = tuple(f"{p} is {scan.oversized[p]} bytes, more than the {max_bytes} a commit may add"
+                     for p in left if p in scan.oversized)
+    verdict = ChangeVerdict(problems + verdict.problems, verdict.unsafe_paths)
+    left_out = [p for p in left if p in scan.oversized] + list(verdict.unsafe_paths)
+    return verdict, left_out, scan.notes()
+
+
+def commit_work(path: PathArg, message: str, author_name: str, author_email: str, exclude: tuple[str, ...] = (),
+                max_bytes: int = DEFAULT_MAX_COMMIT_BYTES) -> CommittedWork:
+    """Commit what an agent changed in the worktree (`stage_safely`) with `message` kept verbatim. The result
+    says whether it may land; a refused change is still committed without its unsafe parts, for a rescue."""
     if not message.strip():
         raise GitError("commit message is empty")
-    run_git(path, "add", "-A", "--", ".", *(f":(exclude,glob)**/{pattern}" for pattern in exclude))
+    verdict, left_out, removed = stage_safely(path, exclude, max_bytes)
     sha = commit_index(path, message if message.endswith("\n") else message + "\n", author_name, author_email)
     if sha is not None:
         logger.info("committed %s in %s", sha[:12], path)
-    return sha
+    return CommittedWork(sha=sha, problems=verdict.problems, left_out=tuple(left_out), removed=tuple(removed))
+
+
+def commit_all(path: PathArg, message: str, author_name: str, author_email: str,
+               exclude: tuple[str, ...] = ()) -> str | None:
+    """`commit_work` for callers that only need the new sha (None when nothing changed)."""
+    return commit_work(path, message, author_name, author_email, exclude).sha
 
 
 def diff_stats(path: PathArg, base: str, head: str) -> DiffStats:
@@ -207,6 +261,9 @@ def push(path: PathArg, url: str, refspec: str, author_name: str | None = None,
 
     Any other failure raises GitError."""
     check_args(url=url, refspec=refspec)
+    destination = refspec.rpartition(":")[2]
+    if not valid_ref_name(destination) or refspec.count(":") != 1:
+        raise GitError(f"refusing to push to an invalid ref: {refspec[:80]!r}")
     status, out, err = run_git(path, "push", "--porcelain", "--no-verify", url, refspec,
                                env=git_env(author_name, author_email, network=True),
                                kill_after_timeout=NETWORK_TIMEOUT_S, with_extended_output=True,
@@ -237,22 +294,6 @@ def commits_between(path: PathArg, base: str, head: str) -> list[str]:
     return run_git(path, "rev_list", "--reverse", f"{base}..{head}", "--").split()
 
 
-def trailer_commits(path: PathArg, tip: str, key: str, max_count: int = TRAILER_SCAN_COMMITS) -> dict[str, str]:
-    """`{trailer value: commit}` for trailer `key` in the last `max_count` commits reachable from `tip`.
-
-    The newest commit wins when a value appears twice. One `git log` for the whole window.
-    """
-    check_args(revision=tip, key=key)
-    out = run_git(path, "log", f"--max-count={max_count}",
-                  f"--format=%H %(trailers:key={key},valueonly,separator=%x2C)", tip, "--")
-    found: dict[str, str] = {}
-    for line in out.splitlines():
-        sha, _, values = line.partition(" ")
-        for value in filter(None, values.split(",")):
-            found.setdefault(value.strip(), sha)
-    return found
-
-
 def files_at(path: PathArg, rev: str, folder: str) -> dict[str, str]:
     """`{path below folder: text}` of every file under `folder` in commit `rev` (read from the object store)."""
     check_args(revision=rev, folder=folder)
@@ -262,6 +303,6 @@ def files_at(path: PathArg, rev: str, folder: str) -> dict[str, str]:
             for name in names if name.startswith(prefix)}
 
 
-def stage_all(path: PathArg) -> None:
-    """`git add -A` in a worktree (e.g. after resolving conflicts)."""
-    run_git(path, "add", "-A")
+def stage_all(path: PathArg, max_bytes: int = DEFAULT_MAX_COMMIT_BYTES) -> ChangeVerdict:
+    """Stage every change of a worktree safely (e.g. an agent's conflict resolution): see `stage_safely`."""
+    return stage_safely(path, max_bytes=max_bytes)[0]

@@ -12,7 +12,7 @@ from typing import Any
 
 import git
 
-from orchestrator.config.secrets import redact_url
+from orchestrator.config.secrets import redact_url, secrets_blanked
 
 PathArg = str | os.PathLike[str]
 NETWORK_TIMEOUT_S = 600.0  # ls-remote and push
@@ -24,12 +24,20 @@ PUSH_REJECTIONS = ("non-fast-forward", "fetch first", "stale info", "failed to u
                    "failed to lock")
 
 
-# Cadre's own git ignores system and user configuration and never runs hooks or an fsmonitor: a
-# repository (or an agent in its worktree) cannot make Cadre's git run a program. Checkouts write files
-# with one process per core (a first slot of a large repository is mostly file creation).
+# Cadre's own git ignores system and user configuration (and the user's attributes and ignore files), never
+# runs hooks or an fsmonitor, never enters a submodule or nested repository (whose own configuration could
+# name a filter program), and on git 2.42 and newer reads attributes from an empty tree instead of the
+# worktree's `.gitattributes` (older git still reads them: `change_gate` refuses changes that would make it
+# act on them). Checkouts write files with one process per core (a first slot is mostly file creation).
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 FIXED_CONFIG = {"core.hooksPath": "/dev/null", "core.fsmonitor": "false", "protocol.ext.allow": "never",
-                "checkout.workers": "0"}
-FIXED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_COUNT": str(len(FIXED_CONFIG)),
+                "checkout.workers": "0", "core.attributesFile": "/dev/null", "core.excludesFile": "/dev/null",
+                "submodule.recurse": "false", "diff.ignoreSubmodules": "all", "status.submoduleSummary": "false",
+                "fetch.recurseSubmodules": "false", "push.recurseSubmodules": "no", "attr.tree": EMPTY_TREE,
+                "gc.auto": "0", "maintenance.auto": "false", "core.pager": "cat", "credential.helper": "",
+                "safe.bareRepository": "all"}
+FIXED_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_ATTR_NOSYSTEM": "1",
+             "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": str(len(FIXED_CONFIG)),
              **{f"GIT_CONFIG_KEY_{i}": key for i, key in enumerate(FIXED_CONFIG)},
              **{f"GIT_CONFIG_VALUE_{i}": value for i, value in enumerate(FIXED_CONFIG.values())}}
 
@@ -82,7 +90,9 @@ def run_git(cwd: PathArg | None, command: str, *args: str, git_dir: PathArg | No
     runner = git.Git(None if cwd is None else os.fspath(cwd))
     if git_dir is not None:
         runner.set_persistent_git_options(git_dir=os.fspath(git_dir))
-    kw["env"] = {**FIXED_ENV, **kw.get("env", {})}
+    # GitPython passes this process's environment on: every secret in it is blanked, so that no program
+    # git might still start (a credential helper, an ssh command) ever sees Cadre's credentials.
+    kw["env"] = {**secrets_blanked(), **FIXED_ENV, **kw.get("env", {})}
     try:
         return getattr(runner, command)(*args, **kw)
     except git.CommandError as exc:

@@ -9,6 +9,7 @@ the next task resets it instead of checking out the repository again.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 from orchestrator.git.cache import BareCache
 from orchestrator.git.repo import push, reset_worktree, rev_sha, unlanded_tip
 from orchestrator.git.runner import GitError
+from orchestrator.git.trailers import safe_id
 
 logger = logging.getLogger(__name__)
 
@@ -76,22 +78,40 @@ def _discard(slot: Path) -> None:
         slot.unlink()
 
 
+def _owner_record(slot: Path) -> Path:
+    return slot.with_name(slot.name + ".owner")
+
+
+def record_owner(slot: Path, owner: tuple[str, int] | None) -> None:
+    """Note (beside the slot, where no agent can write) which item attempt works in the slot now."""
+    record = _owner_record(slot)
+    if owner is None:
+        record.unlink(missing_ok=True)
+        return
+    record.write_text(json.dumps({"item": safe_id(owner[0], "item id"), "attempt": int(owner[1])}), encoding="utf-8")
+
+
+def _last_owner(slot: Path) -> tuple[str, int] | None:
+    try:
+        data = json.loads(_owner_record(slot).read_text(encoding="utf-8"))
+        return safe_id(str(data["item"]), "item id"), int(data["attempt"])
+    except (OSError, ValueError, KeyError, TypeError, GitError):
+        return None
+
+
 def salvage_unlanded(cache: BareCache, slot: Path) -> str | None:
     """Push commits a previous user left unlanded in `slot` (a killed worker's) to a rescue branch.
 
-    The branch is `cadre/rescue/<item>/<attempt>` from the commit's trailers (with a suffix if that
-    branch exists already), or `cadre/rescue/orphan/<sha>`. Returns the branch, or None if nothing
-    needed saving. Nothing a worker committed is lost to a slot reset.
+    The branch is `cadre/rescue/<item>/<attempt>` of the attempt Cadre recorded as the slot's last owner
+    (with a suffix if that branch exists already), or `cadre/rescue/orphan/<sha>`: never a name read from a
+    commit message. Returns the branch, or None if nothing needed saving. Nothing a worker committed is lost
+    to a slot reset.
     """
-    found = unlanded_tip(slot)
-    if found is None:
+    sha = unlanded_tip(slot)
+    if sha is None:
         return None
-    sha, message = found
-    trailers = dict(re.findall(r"^(Cadre-Item|Cadre-Attempt): (\S+)$", message, re.M))
-    if "Cadre-Item" in trailers:
-        branch = f"cadre/rescue/{trailers['Cadre-Item']}/{trailers.get('Cadre-Attempt', '0')}"
-    else:
-        branch = f"cadre/rescue/orphan/{sha[:12]}"
+    owner = _last_owner(slot)
+    branch = f"cadre/rescue/{owner[0]}/{owner[1]}" if owner else f"cadre/rescue/orphan/{sha[:12]}"
     for candidate in (branch, f"{branch}-{sha[:8]}"):
         if push(slot, cache.url, f"{sha}:refs/heads/{candidate}").ok:
             logger.warning("salvaged unlanded commit %s from slot %s to %s", sha[:12], slot, candidate)
@@ -118,17 +138,20 @@ def _materialise(cache: BareCache, slot: Path, start_point: str) -> None:
 
 
 @contextmanager
-def worktree_slot(cache: BareCache, group: str, start_point: str) -> Iterator[Path]:
+def worktree_slot(cache: BareCache, group: str, start_point: str,
+                  owner: tuple[str, int] | None = None) -> Iterator[Path]:
     """Yield a worktree of `cache` owned by the caller until exit, detached and clean at `start_point`.
 
     The slot is exclusive to this context (host-wide) and is reused by later contexts; whatever
-    the previous user left (commits, edits, untracked or ignored files, a stopped rebase) is
-    discarded on entry. The slot lock is released on exit, exceptions included. GitError if
-    `start_point` names no commit of the cache.
+    the previous user left (commits, edits, untracked or ignored files, symlinks, nested repositories, a
+    stopped rebase) is discarded on entry, unlanded commits rescued first. `owner` (item id, attempt) names
+    the rescue branch should this context's commits be left unlanded. The slot lock is released on exit,
+    exceptions included. GitError if `start_point` names no commit of the cache.
     """
     if not _GROUP_PATTERN.fullmatch(group):
         raise ValueError(f"invalid slot group {group!r}: use letters, digits, '.', '_' or '-'")
     commit = rev_sha(cache.path, start_point)  # once, so a concurrent fetch cannot move it mid-reset
     with _claim_slot(cache, group) as slot:
         _materialise(cache, slot, commit)
+        record_owner(slot, owner)
         yield slot

@@ -2,7 +2,8 @@
 
 With no models configured it uses the deterministic demo model (a scripted stand-in for an LLM,
 labelled as such); with CADRE_*_MODEL set it uses those. Everything lives in a temporary
-directory with a private Redis, and every process is stopped at the end.
+directory with a private, password-protected Redis (every process is its `cadre` ACL user), and
+every process is stopped at the end.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def run_demo(console: Console, timeout: float) -> int:
     work = Path(tempfile.mkdtemp(prefix="cadre-demo-"))
     data_dir = work / "data"
     repo = create_sample_repo(work / "sample.git")
-    redis_server = RedisServer(work / "redis").start()
+    # Never an open Redis, even for a demo: agents and other local users must not reach its keys.
+    redis_server = RedisServer.protected(work / "redis").start()
     env = stack_environment(data_dir) | {"CADRE_REDIS_URL": redis_server.url, "CADRE_CHECK_COMMAND": CHECK_COMMAND,
                                          "CADRE_TICK_SECONDS": "5", "PYTHONPATH": _source_root()}
     model_server = None

@@ -6,6 +6,7 @@ Used by `cadre up`, the tests and the benchmark scripts; nothing here needs Dock
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -13,11 +14,33 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
 REDIS_HINT = "redis-server is not installed: install it (apt-get install redis-server, brew install redis) or " \
              "set CADRE_TEST_REDIS_URL to a Redis the tests may flush"
+
+
+# The rules of the `cadre` ACL user every Cadre process connects as, exactly as docker-compose.yml's `redis`
+# service gives them (tests/unit/test_local_redis.py keeps the two identical): all keys and commands
+# but flushing, reconfiguring, shutting down, debugging, watching or moving Redis, or changing its users.
+CADRE_USER_RULES = ("~*", "&*", "+@all", "-flushall", "-flushdb", "-config", "-acl", "-shutdown", "-debug",
+                    "-monitor", "-save", "-bgsave", "-bgrewriteaof", "-replicaof", "-slaveof", "-failover",
+                    "-module", "-swapdb", "-migrate", "-restore")
+CADRE_USER = "cadre"
+
+
+def cadre_user_args(password: str) -> list[str]:
+    """redis-server arguments creating the `cadre` ACL user with `password`, the same as docker-compose.yml's."""
+    return ["--user", CADRE_USER, "on", f">{password}", *CADRE_USER_RULES]
+
+
+def _config_word(value: str) -> str:
+    """`value` as one double-quoted word of a redis.conf line (redis' own escapes), whatever it holds."""
+    escaped = "".join(f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else "\\" + c if c in '"\\' else c
+                      for c in value)
+    return f'"{escaped}"'
 
 
 def free_port() -> int:
@@ -30,24 +53,49 @@ class RedisServer:
     """A private redis-server (AOF on, `noeviction`) on a free or given port, its data in `workdir`.
 
     With `tls_dir` (holding ca.crt, redis.crt and redis.key, as `scripts/make-redis-certs` writes
-    them) it speaks TLS only, and `url` is a `rediss://` URL.
+    them) it speaks TLS only, and `url` is a `rediss://` URL. `password` is the `default` user's;
+    with `cadre_password` it also has the `cadre` ACL user (`CADRE_USER_RULES`) and `url` is that user's.
+    Passwords reach redis-server on its standard input, never on its command line (which every local
+    user can read in /proc).
     """
 
     def __init__(self, workdir: Path, appendonly: bool = True, port: int | None = None, password: str | None = None,
-                 tls_dir: Path | None = None, extra_args: list[str] | None = None, host: str = "127.0.0.1"):
+                 tls_dir: Path | None = None, extra_args: list[str] | None = None, host: str = "127.0.0.1",
+                 cadre_password: str | None = None, db: int = 0):
         self.workdir = workdir
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
+        self.cadre_password = cadre_password
         self.tls_dir = tls_dir
         self.extra_args = extra_args or []
         self.host = host
+        self.db = db
         self.process: subprocess.Popen | None = None
+
+    @classmethod
+    def protected(cls, workdir: Path, cadre_password: str | None = None, **options) -> RedisServer:
+        """A server that never runs open: a fresh strong password for `default` (the admin's, kept only in
+        this object) and the `cadre` ACL user with `cadre_password`, or a fresh strong one."""
+        return cls(workdir, password=secrets.token_urlsafe(32),
+                   cadre_password=cadre_password or secrets.token_urlsafe(32), **options)
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"{'rediss' if self.tls_dir else 'redis'}://{auth}{self.host}:{self.port}/0"
+        """The URL Cadre's processes use: the `cadre` user's when it exists, else the `default` user's."""
+        if self.cadre_password:
+            auth = f"{CADRE_USER}:{quote(self.cadre_password, safe='')}@"
+        else:
+            auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'rediss' if self.tls_dir else 'redis'}://{auth}{host}:{self.port}/{self.db}"
+
+    def _secret_config(self) -> str:
+        """The redis.conf lines holding the passwords (fed on standard input)."""
+        lines = [f"requirepass {_config_word(self.password)}"] if self.password else []
+        if self.cadre_password:
+            lines.append(" ".join(["user", *map(_config_word, cadre_user_args(self.cadre_password)[1:])]))
+        return "".join(f"{line}\n" for line in lines)
 
     def _listen_args(self) -> list[str]:
         if self.tls_dir is None:
@@ -61,12 +109,18 @@ class RedisServer:
         if binary is None:
             raise RuntimeError(REDIS_HINT)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        # `-` (last) makes redis-server read more configuration from standard input: the passwords.
         self.process = subprocess.Popen(
             [binary, *self._listen_args(), "--bind", self.host, "--dir", str(self.workdir),
              "--appendonly", "yes" if self.appendonly else "no", "--save", "", "--maxmemory-policy", "noeviction",
-             *(["--requirepass", self.password] if self.password else []), *self.extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+             *self.extra_args, "-"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
+        try:
+            with self.process.stdin:
+                self.process.stdin.write(self._secret_config().encode())
+        except BrokenPipeError:
+            pass  # it exited at once: the wait below reports that
         tls = {"ssl_ca_certs": str(self.tls_dir / "ca.crt")} if self.tls_dir else {}
         client = redis.Redis.from_url(self.url, **tls)
         deadline = time.monotonic() + 10

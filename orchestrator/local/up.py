@@ -1,7 +1,10 @@
 """`cadre up`: the whole stack on one machine without Docker, stopped cleanly by Ctrl-C.
 
 A redis-server from PATH when none answers at CADRE_REDIS_URL, then one process per role, beat
-and Flower, each in its own process group with its log under `<data dir>/logs/`.
+and Flower, each in its own process group with its log under `<data dir>/logs/`. A redis-server it
+starts is never open: its `default` user has a fresh strong password, every process of the stack
+connects as the `cadre` ACL user, and that user's URL is left in `<data dir>/redis.url` (mode 0600),
+where other `cadre` commands of the same user find it (see `CadreSettings`).
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import redis
 
 from orchestrator.config.secrets import redact_url
+from orchestrator.config.settings import REDIS_URL_FILE, get_settings
 from orchestrator.local.processes import CadreProcess, RedisServer
 from orchestrator.state.records import StoreUnavailable
 
@@ -26,19 +30,54 @@ FLOWER_PURGE_OFFLINE_SECONDS = 600
 
 
 def ensure_redis(url: str, data_dir: Path) -> RedisServer | None:
-    """None if Redis answers at `url`; else a redis-server started for it (local URLs only)."""
+    """None if Redis answers at `url`; else a password-protected redis-server started for it (local URLs only).
+
+    The server listens on the URL's loopback host and port only; its `cadre` ACL user has the URL's
+    password when the URL carries one, else a fresh one, and its `url` is that user's (with the URL's db).
+    Its `default` user always gets a fresh password. A Redis that answers but refuses the URL's
+    credentials is an error, never a reason to start another.
+    """
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
         return None
+    except (redis.AuthenticationError, redis.ResponseError) as exc:
+        raise StoreUnavailable(f"Redis at {redact_url(url)} answers but refused Cadre ({exc}): set CADRE_REDIS_URL "
+                               "with its user and password") from None
     except (redis.ConnectionError, redis.TimeoutError, OSError):
         pass
     parsed = urlparse(url)
     if parsed.hostname not in LOCAL_HOSTS:
         raise StoreUnavailable(f"Redis unreachable at {redact_url(url)} and it is not local, so cadre up cannot start it")
+    if parsed.scheme != "redis":
+        raise StoreUnavailable(f"Redis unreachable at {redact_url(url)}; cadre up starts plain redis:// servers only")
     try:
-        return RedisServer(data_dir / "redis", port=parsed.port or 6379, password=parsed.password).start()
+        db = int(parsed.path.strip("/") or 0)
+    except ValueError:
+        raise StoreUnavailable(f"no database number in {redact_url(url)}") from None
+    # "localhost" may resolve to more than one address; bind the loopback address only.
+    host = "127.0.0.1" if parsed.hostname == "localhost" else parsed.hostname
+    try:
+        return RedisServer.protected(data_dir / "redis", cadre_password=unquote(parsed.password or "") or None,
+                                     port=parsed.port or 6379, host=host, db=db).start()
     except RuntimeError as exc:
         raise StoreUnavailable(str(exc)) from None
+
+
+def write_redis_url(data_dir: Path, url: str) -> Path:
+    """Leave `url` in `<data dir>/redis.url` for this user alone; returns the file's path.
+
+    The file is created with mode 0600 (never wider, not even for a moment) and replaces any older one
+    atomically, whatever that one's mode was.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / REDIS_URL_FILE
+    partial = path.with_name(f".{REDIS_URL_FILE}.{os.getpid()}")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(url + "\n")
+    os.replace(partial, path)
+    return path
 
 
 class LocalStack:
@@ -47,11 +86,21 @@ class LocalStack:
     def __init__(self, env: dict[str, str], data_dir: Path, workers: int = 2, flower_port: int | None = 5555):
         self.env, self.data_dir, self.workers, self.flower_port = env, data_dir, workers, flower_port
         self.redis: RedisServer | None = None
+        self.redis_url_file: Path | None = None
         self.processes: dict[str, CadreProcess] = {}
 
     def start(self) -> LocalStack:
-        """Start Redis if needed, then every role; returns self. What started is stopped by `stop()`."""
-        self.redis = ensure_redis(self.env["CADRE_REDIS_URL"], self.data_dir)
+        """Start Redis if needed, then every role; returns self. What started is stopped by `stop()`.
+
+        Every role gets the URL explicitly: the `cadre` user's of a Redis started here (also left in
+        `redis_url_file`), else the one configured.
+        """
+        url = self.env.get("CADRE_REDIS_URL") or get_settings().redis_url
+        self.redis = ensure_redis(url, self.data_dir)
+        if self.redis is not None:
+            url = self.redis.url
+            self.redis_url_file = write_redis_url(self.data_dir, url)
+        self.env["CADRE_REDIS_URL"] = url
         logs = self.data_dir / "logs"
         for name, args in (("planner", ["worker", "--role", "planner", "--concurrency", "2"]),
                            ("worker", ["worker", "--role", "worker", "--concurrency", str(self.workers)]),
@@ -108,6 +157,8 @@ def serve(stack: LocalStack, announce) -> int:
         signal.signal(signum, on_signal)
     try:
         stack.start()
+        if stack.redis_url_file is not None:
+            announce(f"Redis (started here) is password-protected; Cadre's URL for it is in {stack.redis_url_file}")
         announce(f"Cadre is up: {stack.workers} workers, logs in {stack.data_dir / 'logs'}"
                  + (f", Flower at http://127.0.0.1:{stack.flower_port}" if stack.flower_port else "")
                  + ". Ctrl-C stops it.")

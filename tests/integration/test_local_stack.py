@@ -52,9 +52,11 @@ def alive(pids: set[int]) -> set[int]:
     return living
 
 
-def start_up(tmp_path: Path, ignore_sigint: bool = False) -> tuple[subprocess.Popen, Path]:
-    """`cadre up` with its own redis-server, one worker, no Flower, on the demo model URL (never called)."""
-    env = cadre_env(f"redis://127.0.0.1:{free_port()}/0", tmp_path / "data", None,
+def start_up(tmp_path: Path, ignore_sigint: bool = False,
+             redis_url: str | None = None) -> tuple[subprocess.Popen, Path]:
+    """`cadre up` with its own redis-server (on a free port, or at `redis_url`), one worker, no Flower, on the
+    demo model URL (never called)."""
+    env = cadre_env(redis_url or f"redis://127.0.0.1:{free_port()}/0", tmp_path / "data", None,
                     CADRE_DEMO_MODEL_URL="http://127.0.0.1:9/v1")
     log = tmp_path / "up.log"
     preexec = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None

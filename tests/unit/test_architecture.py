@@ -16,13 +16,14 @@ ROLES = ("planners", "workers", "judge")
 # What each room of orchestrator/ may import (besides itself and third-party packages).
 ALLOWED = {
     "config": set(),
-    "state": {"config"},
-    "git": {"config"},
-    "agent": {"config"},
+    "untrusted": set(),
+    "state": {"config", "untrusted"},
+    "git": {"config", "untrusted"},
+    "agent": {"config", "untrusted"},
     "queues": {"config", "state"},
-    "flow": {"config", "state", "git", "agent", "queues"},
-    "cli": {"config", "state", "git", "agent", "queues", "flow"},
-    "local": {"config", "state", "git", "agent", "queues", "flow", "cli"},
+    "flow": {"config", "state", "git", "agent", "queues", "untrusted"},
+    "cli": {"config", "state", "git", "agent", "queues", "flow", "untrusted"},
+    "local": {"config", "state", "git", "agent", "queues", "flow", "cli", "untrusted"},
 }
 # The only commands that may reach into the demo/local room, and only inside their own function.
 LOCAL_COMMANDS = {"up", "demo", "sample_repo"}

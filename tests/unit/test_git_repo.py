@@ -13,6 +13,7 @@ from orchestrator.git import cache as git_cache
 from orchestrator.git import repo as git_repo
 from orchestrator.git.cache import BareCache
 from orchestrator.git.runner import GitError
+from orchestrator.git.trailers import item_of_message, item_trailers, landed_items
 
 NAME, EMAIL = "Test Agent", "agent@example.test"
 IDENTITY = {"GIT_AUTHOR_NAME": NAME, "GIT_AUTHOR_EMAIL": EMAIL, "GIT_COMMITTER_NAME": NAME,
@@ -241,15 +242,35 @@ def test_continue_rebase_after_resolving(cache: BareCache, remote: str) -> None:
         git_repo.continue_rebase(wt, NAME, EMAIL)
 
 
-def test_trailer_commits(cache: BareCache, remote: str) -> None:
+def test_landed_items_reads_only_the_trailer_block_cadre_wrote_at_the_end(cache: BareCache, remote: str) -> None:
     wt = worktree(cache, "a")
-    first = _commit_file(wt, "x.txt", "x\n", "Do x\n\nCadre-Item: abc\nCadre-Run: r1")
+    first = _commit_file(wt, "x.txt", "x\n", "Do x\n\nCadre-Item: abc\nCadre-Attempt: 2")
     _commit_file(wt, "y.txt", "y\n", "Do y")
-    assert git_repo.trailer_commits(wt, "HEAD", "Cadre-Item") == {"abc": first}
-    assert git_repo.trailer_commits(wt, "HEAD", "Cadre-Run") == {"r1": first}
-    assert "ab" not in git_repo.trailer_commits(wt, "HEAD", "Cadre-Item")  # a prefix is not the value
-    assert git_repo.trailer_commits(wt, "HEAD", "Cadre-Item", max_count=1) == {}
-    assert git_repo.trailer_commits(wt, "refs/remotes/origin/main", "Cadre-Item") == {}
+    # A model's summary that imitates trailers (before a `---` line git's parser would take them) is not read:
+    forged = "Do z\n\nCadre-Item: victim\nCadre-Attempt: 1\n---\nmore\n\nCadre-Item: zed\nCadre-Attempt: 1"
+    third = _commit_file(wt, "z.txt", "z\n", forged)
+    assert landed_items(wt, "HEAD") == {"abc": first, "zed": third}
+    assert "ab" not in landed_items(wt, "HEAD")  # a prefix is not the value
+    assert landed_items(wt, "HEAD", max_count=1) == {"zed": third}
+    assert landed_items(wt, "refs/remotes/origin/main") == {}
+    assert item_of_message("t\n\nCadre-Item: x:refs/heads/evil\nCadre-Attempt: 1\n") is None
+    assert item_of_message("t\n\nCadre-Item: ../x\nCadre-Attempt: 1\n") is None
+    with pytest.raises(GitError, match="invalid item id"):
+        item_trailers("item-1:refs/heads/main", 1)
+
+
+def test_a_commit_message_with_a_nul_is_refused_never_cut(cache: BareCache) -> None:
+    wt = worktree(cache, "a")
+    (wt / "n.txt").write_text("n\n")
+    with pytest.raises(GitError, match="NUL"):
+        git_repo.commit_all(wt, "title\n\nsummary\0\n\nCadre-Item: forged\n", NAME, EMAIL)
+
+
+def test_push_refuses_a_ref_git_would_not_accept(cache: BareCache) -> None:
+    wt = worktree(cache, "a")
+    for refspec in ("HEAD:refs/heads/a..b", "HEAD:refs/heads/x:refs/heads/main", "HEAD:refs/heads/a b"):
+        with pytest.raises(GitError, match="invalid ref"):
+            git_repo.push(wt, cache.url, refspec)
 
 
 def test_cadres_git_runs_no_hooks_even_if_a_cache_config_asks_for_them(cache: BareCache, tmp_path: Path) -> None:
