@@ -12,7 +12,9 @@ from orchestrator.local.processes import REDIS_HINT, CadreProcess, RedisServer, 
 def git(*args: str, cwd: Path | None = None) -> str:
     env = {**os.environ, "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
            "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+    # safe.directory: some tests' repositories belong to the plain user their Cadre runs as (plain_user.py)
+    return subprocess.run(["git", "-c", "safe.directory=*", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def make_remote(root: Path, files: dict[str, str], branch: str = "main") -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,9 @@ HANDOFF_PARAMETERS = params(
     suggestions="follow-up work you recommend (optional)",
 )
 HANDOFF_NOTES = ("concerns", "deviations", "findings", "suggestions")
+# Lines of model text that git's own trailer parser could take for Cadre's trailers (or for the `---` that
+# ends a message): quoted, so that `git log --format=%(trailers)` reads what Cadre reads.
+TRAILER_LIKE = re.compile(r"^(cadre-[\w-]*\s*:|---)", re.IGNORECASE | re.MULTILINE)
 
 
 def handoff_notes(arguments: dict) -> dict[str, str]:
@@ -63,7 +67,7 @@ def handoff_notes(arguments: dict) -> dict[str, str]:
 def commit_message(item: WorkItem, summary: str) -> str:
     """The commit message: the item's title (one line), the agent's summary (cleaned: a NUL would cut the
     message, a control character would reach terminals), and last the trailers naming item and attempt."""
-    body = clean_text(summary).strip() or "(no summary)"
+    body = TRAILER_LIKE.sub(r"> \1", clean_text(summary)).strip() or "(no summary)"
     return f"{one_line(item.title) or item.id}\n\n{body}\n\n{item_trailers(item.id, item.attempt)}"
 
 

@@ -146,14 +146,15 @@ class RedisServer:
 class CadreProcess:
     """One `cadre` command (worker, beat...), or another `program`, run in its own process group."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, program: list[str] | None = None):
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, program: list[str] | None = None,
+                 cwd: Path | None = None):
         self.args = args
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("ab")
         command = (program or [sys.executable, "-m", "orchestrator.cli.main"]) + args
         self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, cwd=cwd)
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM the group (Celery's warm shutdown), then SIGKILL whatever is left."""
