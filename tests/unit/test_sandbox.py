@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from orchestrator.agent.sandbox import Bubblewrap, SandboxUnavailable, check_sandbox
+from orchestrator.agent.commands import shell_for
 from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.agent_runs import workspace_tools, worktree_shell
 from orchestrator.git.workspace import prepare_cache, worktree_slot
@@ -114,7 +118,6 @@ def test_an_agent_command_can_read_the_files_its_command_line_names_and_nothing_
     """A command backend whose script lives under /tmp (hidden by the sandbox's private /tmp): the paths the
     operator wrote into the command are readable, its placeholders and other files are not."""
     from orchestrator.agent.backends import paths_named, preset_for
-    from orchestrator.agent.commands import shell_for
 
     settings, worktree, _tools, _cache = agent
     script, config, other = tmp_path / "agent.py", tmp_path / "agent.toml", tmp_path / "other.txt"
@@ -127,3 +130,48 @@ def test_an_agent_command_can_read_the_files_its_command_line_names_and_nothing_
     code, output = shell_for(settings, worktree, readable=named).run(f"cat {script} {config}; cat {other}", timeout=30)
     assert "contents of agent.py" in output and "contents of agent.toml" in output
     assert "contents of other.txt" not in output
+
+
+@dataclass(frozen=True)
+class PrivilegedBubblewrap(Bubblewrap):
+    """What the sandbox was before #23: no user namespace, no dropped capability (root keeps them all)."""
+
+    def wrap(self, argv, place):
+        return [self.binary, "--die-with-parent", "--unshare-pid", "--ro-bind", "/", "/", "--dev", "/dev",
+                "--proc", "/proc", "--chdir", str(place.workdir), "--", *argv]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root keeps capabilities in a sandbox without a user namespace")
+def test_the_start_up_probe_refuses_a_privileged_sandbox(tmp_path):
+    with pytest.raises(SandboxUnavailable, match="would be privileged"):
+        check_sandbox(PrivilegedBubblewrap(), tmp_path / "probe")
+    check_sandbox(Bubblewrap(identity_dir=tmp_path / "ids"), tmp_path / "probe")
+
+
+def test_no_capability_no_root_and_no_user_namespace_inside(agent):
+    _settings, _worktree, tools, _cache = agent
+    out = bash(tools, "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status; id -u; unshare -Ur id 2>&1")
+    assert out.count("0000000000000000") == 3 and "NoNewPrivs:\t1" in out, out
+    assert "\n1000\n" in out and "uid=0" not in out, out
+
+
+def test_a_virtualenv_under_tmp_and_its_interpreter_home_are_usable_inside(agent, tmp_path):
+    """A worker running from a virtualenv under /tmp (hidden by the private /tmp) whose interpreter lives in a
+    home (a pyenv Python): `python` works inside; what Cadre hides stays hidden even inside shown paths."""
+    settings, worktree, _tools, _cache = agent
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (venv / "secret.txt").write_text("hidden inside a shown folder\n")
+    settings = settings.model_copy(update={"sandbox_hidden": [venv / "secret.txt"]})
+    path = f"{venv / 'bin'}:/usr/bin:/bin"
+    shell = shell_for(settings, worktree, extra_env={"PATH": path})
+    code, out = shell.run("python -c 'import sys, json; print(sys.prefix)'; cat " + str(venv / "secret.txt"), 60)
+    assert str(venv) in out and "hidden inside" not in out, out
+
+
+def test_the_system_is_an_allowlist(agent, tmp_path):
+    settings, _worktree, tools, _cache = agent
+    out = bash(tools, f"ls / ; cat /etc/shadow 2>&1 | head -1; ls {Path.cwd()} 2>&1 | head -2; ls /etc/systemd 2>&1")
+    top = set(out.split())
+    assert {"usr", "etc", "tmp", "proc", "dev"} <= top and not {"home", "run", "srv", "mnt"} & top, out
+    assert "root:" not in out and "pyproject.toml" not in out, out
