@@ -4,5 +4,5 @@
 - `agent_runs`: one role's builtin agent run with usage accounting, budgets and stop checks.
 - `budgets`: run budgets enforced in code; `checks`: the check command on the branch head.
 
-May import `orchestrator.config`, `.state`, `.git`, `.agent` and `.queues`.
+May import `orchestrator.config`, `.state`, `.git`, `.agent`, `.queues` and `.untrusted`.
 """

@@ -12,6 +12,8 @@ from orchestrator.git.runner import GitError, PathArg, git_env, is_push_rejectio
 
 def push_if_unchanged(repo: PathArg, url: str, new_tip: str, branch: str, expected: str) -> bool:
     """Compare-and-swap push: move `branch` from `expected` to `new_tip`; False if the branch had moved."""
+    if not valid_ref_name(f"refs/heads/{branch}"):
+        raise GitError(f"refusing to push to an invalid branch name: {branch[:80]!r}")
     status, out, err = run_git(repo, "push", "--porcelain", f"--force-with-lease=refs/heads/{branch}:{expected}",
                              url, f"{new_tip}:refs/heads/{branch}", env=git_env(network=True),
                              with_extended_output=True, with_exceptions=False)
@@ -36,6 +38,8 @@ def delete_remote_refs(repo: PathArg, url: str, expected: dict[str, str]) -> Non
     pushed again meanwhile stays)."""
     if not expected:
         return
+    if bad := [ref for ref in expected if not valid_ref_name(ref)]:
+        raise GitError(f"refusing to delete an invalid ref: {bad[0][:80]!r}")
     leases = [f"--force-with-lease={ref}:{sha}" for ref, sha in expected.items()]
     run_git(repo, "push", "--porcelain", "--no-verify", *leases, url, *(f":{ref}" for ref in expected),
             env=git_env(network=True), with_extended_output=True, with_exceptions=False)

@@ -17,7 +17,7 @@ ROLES = ("planners", "workers", "judge")
 ALLOWED = {
     "config": set(),
     "untrusted": set(),
-    "state": {"config", "untrusted"},
+    "state": {"config"},
     "git": {"config", "untrusted"},
     "agent": {"config", "untrusted"},
     "queues": {"config", "state"},
