@@ -71,7 +71,8 @@ def shell_for(settings: CadreSettings, workdir: Path, readable: tuple[Path, ...]
     readable = (*readable, *settings.sandbox_readable, *((bridge.socket.parent,) if bridge else ()))
     place = Place(workdir=workdir.resolve(), env=env, readable=tuple(p.resolve() for p in readable),
                   writable=tuple(p.resolve() for p in writable), network=settings.sandbox_network and bridge is None,
-                  home=place_home, bridge=bridge, limits=sandbox_limits(settings))
+                  home=place_home, bridge=bridge, limits=sandbox_limits(settings),
+                  tmp_bytes=settings.sandbox_max_tmp_mb * 1024 * 1024)
     return Shell(place, sandbox_for(settings))
 
 

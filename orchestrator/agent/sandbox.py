@@ -64,7 +64,8 @@ class Place:
 
     `readable` paths are shown read-only, `writable` ones read-write; `env` is the complete environment the
     command gets; `network` gives it the host's network (the operator's choice, `CADRE_SANDBOX_NETWORK`),
-    `bridge` only the egress proxy; `limits` are resource limits (`sandbox_init`)."""
+    `bridge` only the egress proxy; `limits` are resource limits (`sandbox_init`); `tmp_bytes` bounds the
+    private `/tmp` and `/var/tmp` (memory: they are tmpfs)."""
 
     workdir: Path
     env: dict[str, str]
@@ -74,6 +75,7 @@ class Place:
     home: str = SANDBOX_HOME
     bridge: Bridge | None = None
     limits: dict[str, int] = field(default_factory=dict)
+    tmp_bytes: int | None = None
 
 
 class Sandbox(Protocol):
@@ -156,9 +158,11 @@ class Bubblewrap:
         for path in view.masked_folders:
             args += ["--tmpfs", str(path)]
         passwd, group = _identity_files(self.identity_dir)
+        # A private /tmp is memory (a tmpfs): bounded, where bubblewrap can bound it.
+        size = ["--size", str(place.tmp_bytes)] if place.tmp_bytes and _bwrap_supports(self.binary, "--size") else []
         args += ["--ro-bind", str(passwd), "/etc/passwd", "--ro-bind", str(group), "/etc/group",
-                 "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", "/var", "--tmpfs", "/var/tmp",
-                 "--dir", place.home]
+                 "--dev", "/dev", "--proc", "/proc", *size, "--tmpfs", "/tmp", "--dir", "/var", *size, "--tmpfs",
+                 "/var/tmp", "--dir", place.home]
         hidden = tuple(dict.fromkeys((*self.hidden, *(Path(p) for p in SECRET_FOLDERS))))
         shown = tuple(dict.fromkeys((*tool_paths(place.env.get("PATH", ""), hidden), *place.readable)))
         for path in shown:
@@ -174,7 +178,11 @@ class Bubblewrap:
         git_file = place.workdir / ".git"
         if git_file.is_file() and not git_file.is_symlink():  # the worktree's pointer: the agent may not redirect it
             args += ["--ro-bind", str(git_file), str(git_file)]
-        return args
+        # Last, once every mount point exists: the sandbox's own root and every mask become read-only (else an
+        # agent could fill them, in memory, or plant files where a secret was).
+        for path in (*view.masked_folders, *folders):
+            args += ["--remount-ro", str(path)]
+        return [*args, "--remount-ro", "/"]
 
 
 def first_program(place: Place) -> list[str]:

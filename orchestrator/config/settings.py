@@ -177,6 +177,8 @@ class CadreSettings(BaseSettings):
     """Memory (data segment and heap) one process in the sandbox may allocate, in MiB."""
     sandbox_max_file_mb: int = Field(default=1024, ge=1)
     """Largest file a sandboxed process may write, in MiB."""
+    sandbox_max_tmp_mb: int = Field(default=2048, ge=16)
+    """Size of a sandboxed command's private /tmp (and /var/tmp), in MiB: memory, since they are tmpfs."""
     agent_allowed_hosts: list[str] = Field(default_factory=list)
     """Hosts (`host` or `host:port`) external agents may reach besides their model's endpoint (JSON list);
     everything else is refused by the egress proxy."""
