@@ -7,7 +7,7 @@ import logging
 from orchestrator.agent.loop import Tool
 from orchestrator.config.settings import CadreSettings, get_settings
 from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
-from orchestrator.flow.checks import CheckResult, check_branch_head, check_history, trend
+from orchestrator.flow.checks import CheckResult, check_branch_head, check_history, not_found_line, trend
 from orchestrator.flow.cycles import start_cycle
 from orchestrator.flow.runs import repository_cache
 from orchestrator.git.workspace import worktree_slot
@@ -61,11 +61,15 @@ def _judge(store: Store, run_id: str, number: int) -> None:
     if run.status in TERMINAL_RUN_STATUSES:
         store.cycles.close(run_id, number, Verdict(done=False, reason=f"run already {run.status}"))
         return
-    verdict = decide(store, get_settings(), run, number)
+    verdict, check = decide(store, get_settings(), run, number)
     if not store.cycles.close(run_id, number, verdict):
         return
     store.events.emit(run_id, "verdict", cycle=number, **verdict.model_dump())
-    if verdict.done:
+    if check.could_not_run:  # no further cycle can make a command the sandbox cannot find pass: say so now
+        store.runs.end(run_id, RunStatus.FAILED, f"the check command {check.command!r} cannot run in the agent sandbox "
+                       f"({not_found_line(check.output)}): put the program on the workers' PATH, or make its folder "
+                       "readable with CADRE_SANDBOX_READABLE")
+    elif verdict.done:
         store.runs.end(run_id, RunStatus.DONE, verdict.reason)
     elif number >= run.max_cycles:
         store.runs.end(run_id, RunStatus.MAX_CYCLES, f"goal not met after {number} cycles: {verdict.reason}")
@@ -73,7 +77,7 @@ def _judge(store: Store, run_id: str, number: int) -> None:
         start_cycle(store, run_id, number)
 
 
-def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> Verdict:
+def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> tuple[Verdict, CheckResult]:
     """Run the check and the judge agent on the branch head; an unreadable verdict is "not done"."""
     items = store.items.many(store.cycles.item_ids(run.id, number))
     handoffs = [handoff_view(i) for i in items]
@@ -90,7 +94,7 @@ def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> Verd
         result = run_role_agent(store, "judge", run.id, f"judge-cycle-{number}",
                                 prompts.render("judge", "system", **variables), prompts.render("judge", "task", **variables),
                                 tools, scopes={"cycle": str(number)})
-    return verdict_from(result.final_arguments if result.status == "finished" else None, result.status, check)
+    return verdict_from(result.final_arguments if result.status == "finished" else None, result.status, check), check
 
 
 def handoff_view(item) -> dict:

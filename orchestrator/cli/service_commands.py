@@ -56,6 +56,10 @@ def worker(
 
     # Every role runs agent commands (or checks): refuse to start where the sandbox cannot run.
     guarded(lambda: check_sandbox(sandbox_for(settings), settings.data_dir / "sandbox-probe"))
+    if role == "worker":
+        from orchestrator.agent.backends import check_backend_in_sandbox
+
+        guarded(lambda: check_backend_in_sandbox(settings.worker_backend, settings, settings.data_dir / "sandbox-probe"))
     guarded(open_store)
     import_module(TASK_MODULES_BY_ROLE[role])
     # litellm's slow import and first-call loading, done once before the pool forks, then frozen there.

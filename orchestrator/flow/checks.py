@@ -8,7 +8,7 @@ the judge sees the trend across cycles.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from orchestrator.agent.commands import Shell
@@ -21,6 +21,7 @@ from orchestrator.state.models import Run, now
 from orchestrator.state.store import Store
 
 HISTORY_LIMIT = 200
+COMMAND_NOT_FOUND = 127  # what sh exits with when it cannot find the program a command names
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,12 @@ class CheckResult:
     cycle: int = 0
     trigger: str = ""
     at: float = field(default_factory=now)
+    exit_code: int | None = None
+
+    @property
+    def could_not_run(self) -> bool:
+        """Whether the command was not found in the sandbox (exit 127): no cycle can make that pass."""
+        return self.exit_code == COMMAND_NOT_FOUND
 
 
 def run_check(command: str | None, shell: Shell, timeout: float, output_limit: int) -> CheckResult:
@@ -44,8 +51,16 @@ def run_check(command: str | None, shell: Shell, timeout: float, output_limit: i
     code, output = shell.run(command, timeout)
     if code is None:
         output += f"\n[check timed out after {timeout:g} s]"
+    elif code == COMMAND_NOT_FOUND:
+        output = f"[the check could not run in the agent sandbox: {not_found_line(output)}]\n{output}"
     return CheckResult(command=command, passed=code == 0, output=truncate(output, output_limit),
-                       head=head_sha(worktree))
+                       head=head_sha(worktree), exit_code=code)
+
+
+def not_found_line(output: str) -> str:
+    """The shell's `... not found` line of a command that could not start (or its output's last line)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return next((line for line in lines if "not found" in line or "No such file" in line), lines[-1] if lines else "")
 
 
 def check_branch_head(store: Store, settings: CadreSettings, run: Run, cycle: int, worktree: Path,
@@ -66,7 +81,9 @@ def check_branch_head(store: Store, settings: CadreSettings, run: Run, cycle: in
 
 def check_history(store: Store, run_id: str) -> list[CheckResult]:
     """The run's recorded checks, oldest first."""
-    return [CheckResult(**json.loads(raw)) for raw in store.redis.lrange(Keys.checks(run_id), 0, -1)]
+    known = {f.name for f in fields(CheckResult)}  # a record written by a newer version may have more
+    return [CheckResult(**{k: v for k, v in json.loads(raw).items() if k in known})
+            for raw in store.redis.lrange(Keys.checks(run_id), 0, -1)]
 
 
 def last_checked_head(store: Store, run_id: str) -> str | None:

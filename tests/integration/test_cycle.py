@@ -112,3 +112,16 @@ def test_worker_that_changes_nothing_settles_without_commit(cadre, remote, store
     assert task["status"] == "done" and task["commit"] is None and task["handoff"] == "no_change"
     assert len(remote_log(remote)) == 1
     assert store.items.get(task["id"]).handoff.files_changed == []
+
+
+def test_a_check_the_sandbox_cannot_run_fails_the_run_at_once_saying_why(cadre, remote):
+    """No cycle can make a command the sandbox cannot find pass: the run ends `failed` after the first verdict,
+    naming the command and the fix, instead of looping to max_cycles."""
+    judged = single_item_plan("write a.txt: alpha")
+    with ScriptedModelServer(lambda request: judged(request)) as server:
+        stack = start_stack(cadre, server)
+        result, _run_id, status = run_and_wait(stack, remote, "Write a.txt.", "--check", "no-such-tool --verify",
+                                               "--max-cycles", "3")
+    assert result.returncode != 0 and status["status"] == "failed" and status["cycle"] == 1, status
+    assert "no-such-tool" in status["reason"] and "cannot run in the agent sandbox" in status["reason"], status["reason"]
+    assert "CADRE_SANDBOX_READABLE" in status["reason"]

@@ -138,3 +138,17 @@ def test_a_worker_with_max_tasks_serves_one_item_and_exits(cadre, remote, store)
             assert job.process.wait(timeout=120) == 0, job.log()[-2000:]
         wait_done(store, run_id, stack)
     assert sorted(t.status.value for t in store.items.many(store.items.ids_of_run(run_id))) == ["done", "done"]
+
+
+def test_cadre_up_says_which_role_refused_to_start_and_why(tmp_path):
+    """A role that exits during start-up stops the stack within seconds, with that role's one-line reason."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADRE_")} | {
+        "CADRE_DATA_DIR": str(tmp_path / "data"), "CADRE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "CADRE_DEMO_MODEL_URL": "http://127.0.0.1:9/v1", "CADRE_WORKER_BACKEND": "claude-code",
+        "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "up", "--workers", "1", "--flower-port", "0"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    out = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 1 and time.monotonic() - began < 60, out
+    assert "stopping everything: worker exited: error: worker backend claude-code needs the program 'claude'" in out, out
