@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,16 @@ class TreeScan:
     def notes(self) -> list[str]:
         """One line per removed entry, for a handoff."""
         return [f"{path}: {why}" for path, why in self.removed]
+
+
+def _kind(entry: os.DirEntry) -> str:
+    """"link", "dir", "file" or "special", never following a symlink (from the directory listing itself
+    where the filesystem gives the type)."""
+    if entry.is_symlink():
+        return "link"
+    if entry.is_dir(follow_symlinks=False):
+        return "dir"
+    return "file" if entry.is_file(follow_symlinks=False) else "special"
 
 
 def _remove(parent: int, name: str, is_dir: bool) -> None:
@@ -60,26 +69,25 @@ def clear_hazards(root: Path, *, symlinks: bool = False, size_bound: int | None 
         while stack:
             fd, prefix = stack.pop()
             try:
-                with os.scandir(fd) as entries:
-                    listing = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
-                for name, info in listing:
+                with os.scandir(fd) as entries:  # the kind of each entry comes with it: no stat per file
+                    listing = [(e.name, _kind(e), e) for e in entries]
+                for name, kind, entry in listing:
                     path = f"{prefix}{name}"
-                    mode = info.st_mode
                     if name == ".git" and (prefix or not keep_top_git):
-                        _remove(fd, name, stat.S_ISDIR(mode))
+                        _remove(fd, name, kind == "dir")
                         scan.removed.append((path, "nested repository removed"))
-                    elif stat.S_ISLNK(mode):
+                    elif kind == "link":
                         if symlinks or name in GIT_METAFILES:
                             os.unlink(name, dir_fd=fd)
                             scan.symlinks_removed += 1
                             if name in GIT_METAFILES:
                                 scan.removed.append((path, "symlinked git metafile removed"))
-                    elif stat.S_ISDIR(mode):
+                    elif kind == "dir":
                         if not (name == ".git" and not prefix):
                             stack.append((os.open(name, _DIRECTORY_FLAGS, dir_fd=fd), f"{path}/"))
-                    elif stat.S_ISREG(mode):
-                        if size_bound is not None and info.st_size > size_bound:
-                            scan.oversized[path] = info.st_size
+                    elif kind == "file":
+                        if size_bound is not None and (size := entry.stat(follow_symlinks=False).st_size) > size_bound:
+                            scan.oversized[path] = size
                     else:
                         os.unlink(name, dir_fd=fd)
                         scan.removed.append((path, "special file (FIFO, socket or device) removed"))
