@@ -118,22 +118,11 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     write_model_metadata(settings, io_dir / "model-metadata.json")
     values = template_values(settings, io_dir, home, prompt, preset)
     argv = preset.argv(values, api_base=bool(values["api_base"]), budget=bool(settings.item_max_cost_usd))
-    env = {**preset.environment(values, api_base=bool(values["api_base"])), **model_key_env(settings),
-           **proxy_env(BRIDGE_PORT)}
-    readable = (common_git_dir(worktree), *paths_named(preset))
+    env = {**preset.environment(values, api_base=bool(values["api_base"])), **model_key_env(settings)}
     transcript = open_transcript(store, run.id, f"worker-{item.id}-{item.attempt}", item.id)
     transcript.write("user", content=prompt)
     transcript.write("command", argv=[truncate(word, 200) for word in argv])
-    timeout = max(settings.worker_time_limit_seconds - GIT_MARGIN_SECONDS, 30)
-    allowed = allowed_hosts(settings.api_base_for("worker"), settings.model_for("worker"), settings.agent_allowed_hosts)
-    with tempfile.TemporaryDirectory(prefix="cadre-egress-") as folder, \
-            EgressProxy(Path(folder) / "proxy.sock", allowed) as proxy:
-        shell = shell_for(settings, worktree, readable=readable, writable=(io_dir,),
-                          env_names=agent_env_names(preset, settings), extra_env=env, home=str(home),
-                          bridge=Bridge(BRIDGE_PORT, Path(folder) / "proxy.sock"))
-        code, output = shell.run(argv, timeout, shutdown_event())
-    if proxy.denied:
-        transcript.write("egress_refused", hosts=sorted(set(proxy.denied))[:20])
+    code, output = _run_program(settings, preset, worktree, io_dir, home, argv, env, transcript)
     report = read_report(preset.report, code, output, io_dir)
     handoff = read_handoff(handoff_file, report, output)
     prompt_tokens, completion_tokens, cost = report.prompt_tokens, report.completion_tokens, priced(settings, report)
@@ -154,6 +143,26 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     return AgentResult(status=status, final_tool="handoff", final_arguments=handoff, steps=1,
                        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost,
                        transcript=transcript.path, detail=detail, usage_reported=reported)
+
+
+def _run_program(settings: CadreSettings, preset: Preset, worktree: Path, io_dir: Path, home: Path, argv: list[str],
+                 env: dict[str, str], transcript) -> tuple[int | None, str]:
+    """Run the agent program in the sandbox, its only way out the egress proxy (started for it, stopped after);
+    with `CADRE_SANDBOX=off`, a plain process on the host's network."""
+    timeout = max(settings.worker_time_limit_seconds - GIT_MARGIN_SECONDS, 30)
+    shell_options = dict(readable=(common_git_dir(worktree), *paths_named(preset)), writable=(io_dir,),
+                         env_names=agent_env_names(preset, settings), home=str(home))
+    if settings.sandbox == "off":
+        return shell_for(settings, worktree, extra_env=env, **shell_options).run(argv, timeout, shutdown_event())
+    allowed = allowed_hosts(settings.api_base_for("worker"), settings.model_for("worker"), settings.agent_allowed_hosts)
+    with tempfile.TemporaryDirectory(prefix="cadre-egress-") as folder, \
+            EgressProxy(Path(folder) / "proxy.sock", allowed) as proxy:
+        shell = shell_for(settings, worktree, extra_env=env | proxy_env(BRIDGE_PORT),
+                          bridge=Bridge(BRIDGE_PORT, Path(folder) / "proxy.sock"), **shell_options)
+        code, output = shell.run(argv, timeout, shutdown_event())
+    if proxy.denied:
+        transcript.write("egress_refused", hosts=sorted(set(proxy.denied))[:20])
+    return code, output
 
 
 def _status(code: int | None, report: AgentReport) -> tuple[str, str]:

@@ -18,17 +18,19 @@ pytestmark = pytest.mark.integration
 FAKE_AGENT = Path(__file__).parent / "fixtures" / "fake_agent.py"
 
 
-def test_external_agent_lands_a_commit_with_its_handoff(cadre, remote, store):
-    command = f"{sys.executable} {FAKE_AGENT} {{prompt_file}} {{handoff_file}}"
+@pytest.mark.parametrize("sandbox", ["bwrap", "off"])  # off: a plain process, no egress proxy in its way
+def test_external_agent_lands_a_commit_with_its_handoff(cadre, remote, store, sandbox):
+    command = f"{sys.executable} {FAKE_AGENT} {{prompt_file}} {{handoff_file}} {{api_base}}"
     with ScriptedModelServer(single_item_plan("write ext.txt: from outside")) as server:
-        stack = start_stack(cadre, server, CADRE_WORKER_BACKEND="command", CADRE_WORKER_COMMAND=command)
+        stack = start_stack(cadre, server, CADRE_WORKER_BACKEND="command", CADRE_WORKER_COMMAND=command,
+                            CADRE_SANDBOX=sandbox)
         result, run_id, status = run_and_wait(stack, remote, "Use the external agent.")
         assert not any("write_file" in tool_names(r) for r in server.requests), "no builtin worker ran"
     assert result.returncode == 0, f"{result.stderr}\n{stack.logs()}"
     [task] = status["tasks"]
     handoff = store.items.get(task["id"]).handoff
     assert task["commit"], f"{status}\n{store.items.get(task['id'])}\n{stack.logs()}"
-    assert handoff.summary == "fake agent wrote ext.txt" and handoff.findings == "it is fake"
+    assert handoff.summary == "fake agent wrote ext.txt" and handoff.findings == "it is fake; its model answered 200"
     assert handoff.tokens == 500 and handoff.usage_reported
     assert status["usage_by_role"]["worker"] == {"tokens": 500, "cost_usd": 0.05}
     assert len(remote_log(remote)) == 2 and status["worker_backend"] == "command"

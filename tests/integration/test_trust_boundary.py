@@ -138,6 +138,7 @@ def test_files_an_agent_made_are_read_with_a_bound(builtin):
     print(f"[{builtin.user}] the worker's peak memory grew by {grown:.0f} MiB in the run reading a 400 MB file")
     assert grown < 200, f"reading the agent's 400 MB file grew the worker by {grown:.0f} MiB"
     assert len(seen["read-big"]) <= 420_000 and "more than" in seen["edit-big"], seen["edit-big"][:300]
+    assert builtin.landed("after-text.txt") == "still lands"
 
 
 @pytest.mark.timeout(600)
