@@ -19,7 +19,7 @@ from orchestrator.git.repo import CommittedWork, commit_work, commits_between, d
 from orchestrator.git.trailers import item_trailers
 from orchestrator.git.workspace import worktree_slot
 from orchestrator.queues.shutdown import shutdown_requested
-from orchestrator.state.models import Handoff, HandoffStatus, ItemStatus, Run, RunStatus, WorkItem
+from orchestrator.state.models import HANDOFF_NOTES, Handoff, HandoffStatus, ItemStatus, Run, RunStatus, WorkItem
 from orchestrator.state.store import Store
 from workers.conflicts import conflict_resolver
 from workers.external_agent import run_external_agent
@@ -52,7 +52,6 @@ HANDOFF_PARAMETERS = params(
     findings="facts about the code base the planner should know (optional)",
     suggestions="follow-up work you recommend (optional)",
 )
-HANDOFF_NOTES = ("concerns", "deviations", "findings", "suggestions")
 # Lines of model text that git's own trailer parser could take for Cadre's trailers (or for the `---` that
 # ends a message): quoted, so that `git log --format=%(trailers)` reads what Cadre reads.
 TRAILER_LIKE = re.compile(r"^(cadre-[\w-]*\s*:|---)", re.IGNORECASE | re.MULTILINE)
@@ -71,15 +70,11 @@ def commit_message(item: WorkItem, summary: str) -> str:
     return f"{one_line(item.title) or item.id}\n\n{body}\n\n{item_trailers(item.id, item.attempt)}"
 
 
-def max_commit_bytes(settings: CadreSettings) -> int:
-    return int(settings.max_commit_mb * 1_000_000)
-
-
 def commit_attempt(settings: CadreSettings, worktree: Path, message: str,
                    artifacts: tuple[str, ...]) -> CommittedWork:
     """Commit what the agent changed, safely (`orchestrator.git.repo.commit_work`), as Cadre's author."""
     return commit_work(worktree, message, settings.git_author_name, settings.git_author_email, exclude=artifacts,
-                       max_bytes=max_commit_bytes(settings))
+                       max_bytes=settings.max_commit_bytes)
 
 
 def attempt_item(store: Store, settings: CadreSettings, run: Run, item: WorkItem, lease: LeaseHeartbeat) -> Outcome:

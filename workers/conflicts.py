@@ -58,7 +58,7 @@ def conflict_resolver(store: Store, settings: CadreSettings, run: Run, item: Wor
                                 tools.explore_tools() + tools.edit_tools() + [finish],
                                 max_steps=settings.conflict_max_steps,
                                 scopes={"cycle": str(item.cycle), "node": item.node_id, "item": item.id})
-        max_bytes = int(settings.max_commit_mb * 1_000_000)
+        max_bytes = settings.max_commit_bytes
         if result.status != "finished" or still_marked(worktree, conflicted, max_bytes):
             log.info("item %s: conflict turn ended %s with markers left", item.id, result.status)
             return False

@@ -24,14 +24,13 @@ from orchestrator.flow.agent_runs import open_transcript, run_prompts
 from orchestrator.flow.budgets import enforce_run_budget
 from orchestrator.git.repo import common_git_dir
 from orchestrator.queues.shutdown import shutdown_event, shutdown_requested
-from orchestrator.state.models import Run, WorkItem
+from orchestrator.state.models import HANDOFF_NOTES, Run, WorkItem
 from orchestrator.state.store import Store
 from orchestrator.untrusted.files import read_file
 from orchestrator.untrusted.text import clean_text
 
 GIT_MARGIN_SECONDS = 120
 MAX_HANDOFF_BYTES = 1_000_000
-HANDOFF_NOTES = ("concerns", "deviations", "findings", "suggestions")
 BRIDGE_PORT = 3128  # inside the agent's own network namespace: nothing else listens there
 OUTPUT_TAIL_CHARS = 4000
 KEY_VARIABLE = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}

@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.agent.commands import shell_for
 from orchestrator.config.settings import CadreSettings
 
 BUILTIN = "builtin"
@@ -138,8 +139,6 @@ def check_backend(name: str, settings: CadreSettings) -> None:
 def check_backend_in_sandbox(name: str, settings: CadreSettings, probe_dir: Path) -> None:
     """Raise BackendUnavailable (one line, with the fix) unless backend `name`'s program starts inside the
     sandbox, as it will for every item (a program whose interpreter the sandbox does not show fails there)."""
-    from orchestrator.agent.commands import shell_for  # the shell seam is built on this module's neighbours
-
     preset = preset_for(name, settings)
     if preset is None or settings.sandbox == "off":
         return

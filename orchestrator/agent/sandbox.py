@@ -15,6 +15,7 @@ What a sandboxed command gets, whatever user runs Cadre (root included):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -40,8 +41,7 @@ PASSWD = f"root:x:0:0:root:/root:/usr/sbin/nologin\nagent:x:{SANDBOX_UID}:{SANDB
          "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
 GROUP = f"root:x:0:\nagent:x:{SANDBOX_UID}:\nnogroup:x:65534:\n"
 PRLIMIT = "/usr/bin/prlimit"
-PRLIMIT_OPTIONS = {"NPROC": "nproc", "DATA": "data", "FSIZE": "fsize", "CORE": "core", "NOFILE": "nofile",
-                   "AS": "as", "CPU": "cpu"}
+PRLIMIT_OPTIONS = {"NPROC": "nproc", "DATA": "data", "FSIZE": "fsize", "CORE": "core"}
 
 
 class SandboxUnavailable(RuntimeError):
@@ -104,7 +104,7 @@ def _identity_files(folder: Path) -> tuple[Path, Path]:
     for name, text in (("passwd", PASSWD), ("group", GROUP)):
         path = folder / name
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            partial = folder / f".{name}.{id(text)}.tmp"
+            partial = folder / f".{name}.{os.getpid()}.tmp"
             partial.write_text(text, encoding="utf-8")
             partial.replace(path)
         paths.append(path)
@@ -129,7 +129,7 @@ def bwrap_binary() -> str:
 
 
 def _bwrap_supports(binary: str, option: str) -> bool:
-    return _bwrap_help(binary).find(option) >= 0
+    return option in _bwrap_help(binary)
 
 
 @lru_cache(maxsize=4)

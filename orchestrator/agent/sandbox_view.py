@@ -81,6 +81,7 @@ def etc_secrets(etc: str = "/etc") -> tuple[tuple[Path, ...], tuple[Path, ...]]:
     return tuple(dict.fromkeys(files)), outermost(folders)
 
 
+@lru_cache(maxsize=1)
 def system_view() -> HostView:
     """The system folders, as the host has them (real folders shown, merged-/usr symlinks recreated)."""
     shown, links = [], []

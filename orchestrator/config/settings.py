@@ -251,6 +251,11 @@ class CadreSettings(BaseSettings):
         return options
 
     @property
+    def max_commit_bytes(self) -> int:
+        """`max_commit_mb` in bytes: the bound of a commit, and of any file of it an agent made that Cadre reads."""
+        return int(self.max_commit_mb * 1_000_000)
+
+    @property
     def beat_loop_seconds(self) -> float:
         """The longest beat sleeps between two rounds of its loop (each round touches its heartbeat)."""
         return min(self.tick_seconds, 30.0)

@@ -110,8 +110,8 @@ def reset_worktree(path: PathArg, start_point: str) -> None:
     left is removed without following a symlink, before anything is checked out."""
     check_args(start_point=start_point)
     (_git_dir(path) / "index.lock").unlink(missing_ok=True)  # left by a killed git; we own the slot
-    clear_hazards(Path(path), symlinks=True)
     if rebase_in_progress(path):
+        clear_hazards(Path(path), symlinks=True)  # (check_out_detached below does this itself)
         run_git(path, "rebase", "--quit")
         run_git(path, "checkout", "--quiet", "--detach", "--force", start_point)
         run_git(path, "reset", "--quiet", "--hard", start_point)  # also drops MERGE_HEAD / CHERRY_PICK_HEAD

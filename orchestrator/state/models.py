@@ -162,6 +162,10 @@ class Attempt(Contract):
     outcome: str | None = None
 
 
+# The structured notes of a handoff besides its summary (fields of `Handoff`, filled from what an agent wrote).
+HANDOFF_NOTES = ("concerns", "deviations", "findings", "suggestions")
+
+
 class Handoff(Contract):
     """What an attempt hands back: how it ended, its notes, and what it measured."""
 
