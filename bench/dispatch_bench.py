@@ -23,11 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 from orchestrator.config.settings import CadreSettings  # noqa: E402
 from orchestrator.local.processes import CadreProcess, RedisServer  # noqa: E402
-from orchestrator.local.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
 from orchestrator.queues.app import make_celery  # noqa: E402
-from orchestrator.state.models import TERMINAL_RUN_STATUSES  # noqa: E402
 from orchestrator.state.records import connect
 from orchestrator.state.store import Store  # noqa: E402
+from orchestrator.testing.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
 
 
 def policy_for(items: int, work=None):
@@ -82,7 +81,7 @@ def main() -> None:
             run = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", "--repo", str(remote), "--goal", "noop"],
                                  env=env, capture_output=True, text=True, check=True)
             run_id = run.stdout.split()[0]
-            while store.runs.get(run_id).status not in TERMINAL_RUN_STATUSES:
+            while not store.runs.get(run_id).is_over:
                 time.sleep(0.2)
             created, claimed, started, finished, handoff = {}, {}, {}, {}, {}
             for event in store.events.read(run_id):

@@ -38,7 +38,7 @@ from bench.faults.netns import remove_leftovers  # noqa: E402
 from bench.faults.stack import ITEMS_PER_RUN, Stack, StackSettings  # noqa: E402
 from bench.faults.tally import Totals, combined  # noqa: E402
 from orchestrator.config.settings import CadreSettings  # noqa: E402
-from workers.landing_queue import LOCK_SECONDS  # noqa: E402
+from orchestrator.landing.lander import LOCK_SECONDS  # noqa: E402
 
 MAX_SKIPS = 3  # runs without the fault's moment, per trial asked for, before a fault is given up
 MAX_ERRORS = 3  # trials ended by an error (each rebuilds the stack) before a fault is given up
@@ -131,8 +131,8 @@ def run_all(faults: list[str], options, workdir: Path) -> list[Totals]:
 def print_table(results: list[Totals], options, seconds: float) -> None:
     settings = CadreSettings(**{name.lower(): value for name, value in options.overrides})
     print(f"Cadre settings: lease {settings.lease_seconds} s, tick {settings.tick_seconds:g} s, lander lock "
-          f"{LOCK_SECONDS} s, integration `{settings.integration}`, push interval "
-          f"{settings.land_push_interval_seconds:g} s, max attempts {settings.max_attempts}"
+          f"{LOCK_SECONDS} s, integration `{settings.landing.strategy}`, push interval "
+          f"{settings.landing.push_interval_seconds:g} s, max attempts {settings.max_attempts}"
           + (f" (overridden: {', '.join(f'{n}={v}' for n, v in options.overrides)})" if options.overrides else
              " (the defaults)")
           + f". Per stack {options.workers} worker processes; {ITEMS_PER_RUN} items per run.\n")

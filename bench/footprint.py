@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.local.processes import CadreProcess, RedisServer  # noqa: E402
-from orchestrator.local.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
 from orchestrator.queues.pool_memory import auto_pool  # noqa: E402
+from orchestrator.testing.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from dispatch_bench import policy_for as dispatch_policy  # noqa: E402

@@ -28,11 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.git.repo import commit_all, continue_rebase, stage_all  # noqa: E402
 from orchestrator.git.workspace import prepare_cache, worktree_slot  # noqa: E402
+from orchestrator.landing.direct import DirectLanding  # noqa: E402
+from orchestrator.landing.outcomes import timed  # noqa: E402
+from orchestrator.landing.queue import QueueLanding  # noqa: E402
 from orchestrator.local.processes import RedisServer  # noqa: E402
 from orchestrator.state.keys import Keys  # noqa: E402
 from orchestrator.state.records import connect  # noqa: E402
 from orchestrator.state.store import Store  # noqa: E402
-from workers.integrate import land, land_via_queue, timed  # noqa: E402
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -108,10 +110,10 @@ def trial(mode: str, workers: int, items: int, conflicts: float, redis_url: str,
                                    "bench@localhost")
                     started = time.monotonic()
                     if mode == "direct":
-                        result = land(worktree, cache, "main", item, 1, 200, lambda: True, keep_both(worktree))
+                        result = DirectLanding(200).land(worktree, cache, "main", item, 1, lambda: True, keep_both(worktree))
                     else:
-                        result = land_via_queue(store, worktree, cache, "main", item, 1, push_interval, lambda: True,
-                                                keep_both(worktree))
+                        result = QueueLanding(store, push_interval).land(worktree, cache, "main", item, 1, lambda: True,
+                                                                         keep_both(worktree))
                     with lock:
                         stats["latency"].append(time.monotonic() - started)
                         stats["landed" if result.landed else "rescued"] += 1
@@ -132,9 +134,7 @@ def trial(mode: str, workers: int, items: int, conflicts: float, redis_url: str,
         trailers = git("log", "--format=%(trailers:key=Cadre-Item,valueonly)", "main", cwd=remote).split()
         submitted = stats["landed"] + stats["rescued"]
         if mode == "queue":  # as every lander of the branch counted them
-            from workers.landing_queue import queue_key
-
-            counts = store.redis.hgetall(f"{queue_key(cache.public_url, 'main')}:counts")
+            counts = store.redis.hgetall(Keys.lander_counts(Keys.landing_branch(cache.public_url, 'main')))
             pushes, refused = int(counts.get("pushes", 0)), int(counts.get("redos", 0))
         else:  # each landing is one push that moved the branch; each retry followed a refused push
             pushes, refused = stats["landed"], stats["retries"]
@@ -152,10 +152,10 @@ def lander_only(count: int, redis_url: str, other_host: bool) -> dict:
     another cache and pushed to their pending refs (workers elsewhere: the lander fetches them)."""
     import json
 
-    from workers.landing_queue import Lander, LandingRequest, pending_ref, queue_key
+    from orchestrator.landing.lander import Lander, LandingRequest, pending_ref
 
     with bench_repository(redis_url, "cadre-lander-bench-") as (remote, cache, store):
-        key = queue_key(cache.public_url, "main")
+        key = Keys.landing_branch(cache.public_url, "main")
         source = prepare_cache(cache.root.parent / "other-host", str(remote)) if other_host else cache
         with worktree_slot(source, "prepare", "refs/remotes/origin/main") as worktree:
             base = git("rev-parse", "HEAD", cwd=worktree).strip()
@@ -168,7 +168,7 @@ def lander_only(count: int, redis_url: str, other_host: bool) -> dict:
                 requests.append(LandingRequest(f"item-{k}", 1, sha, pending_ref(f"item-{k}", 1) if other_host else ""))
             if other_host:
                 git("push", "-q", str(remote), *(f"{r.commit}:{r.ref}" for r in requests), cwd=worktree)
-            store.redis.rpush(f"{key}:queue", *(json.dumps(r.__dict__) for r in requests))
+            store.redis.rpush(Keys.landing_queue(key), *(json.dumps(r.__dict__) for r in requests))
         lander = Lander(store, cache, "main")
         began = time.monotonic()
         answered = lander.drain_if_free()

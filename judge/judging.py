@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+from enum import Enum
 
 from orchestrator.agent.loop import Tool
-from orchestrator.config.settings import CadreSettings, get_settings
+from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
 from orchestrator.flow.checks import CheckResult, check_branch_head, check_history, not_found_line, trend
 from orchestrator.flow.cycles import start_cycle
-from orchestrator.flow.runs import repository_cache
+from orchestrator.flow.repository import repository_cache
 from orchestrator.git.workspace import worktree_slot
 from orchestrator.state.keys import Keys
 from orchestrator.state.locks import KeptLock
-from orchestrator.state.models import TERMINAL_RUN_STATUSES, CycleStatus, Run, RunStatus, Verdict
+from orchestrator.state.models import CycleStatus, Run, RunStatus, Verdict
 from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,18 @@ def as_bool(value) -> bool:
     return isinstance(value, str) and value.strip().lower() in {"true", "yes", "1"}
 
 
-def judge_cycle(store: Store, run_id: str, number: int) -> None:
+class CycleClosed(Enum):
+    """What judging a cycle led to."""
+
+    DONE = "done"  # the goal is met: the run ends done
+    NEXT_CYCLE = "next_cycle"  # not done: a fresh cycle starts
+    MAX_CYCLES = "max_cycles"  # not done, and no cycle is left
+    CHECK_CANNOT_RUN = "check_cannot_run"  # the check command is not in the sandbox: the run fails
+    RUN_OVER = "run_over"  # the run had ended (stopped, out of budget) before or while judging
+    DROPPED = "dropped"  # a duplicate delivery, or another judge holds (or closed) the cycle
+
+
+def judge_cycle(store: Store, settings: CadreSettings, run_id: str, number: int) -> CycleClosed:
     """Judge cycle `number` once: record its verdict, then end the run or start the next cycle.
 
     The judge holds a lease on the cycle while it works (a second delivery meanwhile is dropped); if
@@ -45,36 +57,42 @@ def judge_cycle(store: Store, run_id: str, number: int) -> None:
     cycle = store.cycles.get(run_id, number)
     if cycle.status is not CycleStatus.JUDGING:
         log.info("run %s cycle %s is %s; judge delivery dropped", run_id, number, cycle.status)
-        return
-    lease = KeptLock(store.redis, Keys.judge_lease(run_id, number), get_settings().lease_seconds)
+        return CycleClosed.DROPPED
+    lease = KeptLock(store.redis, Keys.judge_lease(run_id, number), settings.lease_seconds)
     if not lease.acquire():
         store.events.emit(run_id, "delivery_dropped", cycle=number, reason="another judge holds the cycle")
-        return
+        return CycleClosed.DROPPED
     try:
-        _judge(store, run_id, number)
+        return _judge(store, settings, run_id, number)
     finally:
         lease.release()
 
 
-def _judge(store: Store, run_id: str, number: int) -> None:
+def _judge(store: Store, settings: CadreSettings, run_id: str, number: int) -> CycleClosed:
+    """The steps, in order: the run still going? the check and the judge agent's verdict, the cycle closed
+    with it (once), then the run ends or the next cycle starts."""
     run = store.runs.get(run_id)
-    if run.status in TERMINAL_RUN_STATUSES:
+    if run.is_over:
         store.cycles.close(run_id, number, Verdict(done=False, reason=f"run already {run.status}"))
-        return
-    verdict, check = decide(store, get_settings(), run, number)
+        return CycleClosed.RUN_OVER
+    verdict, check = decide(store, settings, run, number)
     if not store.cycles.close(run_id, number, verdict):
-        return
+        return CycleClosed.DROPPED
     store.events.emit(run_id, "verdict", cycle=number, **verdict.model_dump())
     if check.could_not_run:  # no further cycle can make a command the sandbox cannot find pass: say so now
         store.runs.end(run_id, RunStatus.FAILED, f"the check command {check.command!r} cannot run in the agent sandbox "
                        f"({not_found_line(check.output)}): put the program on the workers' PATH, or make its folder "
                        "readable with CADRE_SANDBOX_READABLE")
-    elif verdict.done:
+        return CycleClosed.CHECK_CANNOT_RUN
+    if verdict.done:
         store.runs.end(run_id, RunStatus.DONE, verdict.reason)
-    elif number >= run.max_cycles:
+        return CycleClosed.DONE
+    if number >= run.max_cycles:
         store.runs.end(run_id, RunStatus.MAX_CYCLES, f"goal not met after {number} cycles: {verdict.reason}")
-    elif store.runs.get(run_id).status is RunStatus.RUNNING:
-        start_cycle(store, run_id, number)
+        return CycleClosed.MAX_CYCLES
+    if store.runs.get(run_id).is_over:
+        return CycleClosed.RUN_OVER
+    return CycleClosed.NEXT_CYCLE if start_cycle(store, run_id, number) else CycleClosed.DROPPED
 
 
 def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> tuple[Verdict, CheckResult]:
@@ -91,7 +109,7 @@ def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> tupl
                          check_command=check.command or "", check_passed=bool(check.passed),
                          check_output=check.output, check_trend=trend(check_history(store, run.id)))
         prompts = run_prompts(settings, run, head)
-        result = run_role_agent(store, "judge", run.id, f"judge-cycle-{number}",
+        result = run_role_agent(store, settings, "judge", run.id, f"judge-cycle-{number}",
                                 prompts.render("judge", "system", **variables), prompts.render("judge", "task", **variables),
                                 tools, scopes={"cycle": str(number)})
     return verdict_from(result.final_arguments if result.status == "finished" else None, result.status, check), check

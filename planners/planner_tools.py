@@ -56,7 +56,7 @@ class PlannerTools:
 
     def _refuse_if_run_ended(self) -> None:
         run = self.store.runs.get(self.node.run_id)
-        if run.status.value != "running":
+        if run.is_over:
             raise ToolError(f"refused: the run has ended ({run.status.value}); call finish")
 
     def create_task(self, args: dict) -> str:
@@ -85,7 +85,7 @@ class PlannerTools:
             priority=priority, start_ref=start_from, round=self.node.round,
         )
         # Recorded as pending on the node before it is enqueued, so the node cannot settle early.
-        refusal = self.store.items.add(item, self.settings.max_tasks_per_cycle)
+        refusal = self.store.items.add(item, self.settings.planning.max_tasks_per_cycle)
         if refusal:
             raise ToolError(f"refused: {refusal} work items; call finish")
         self.store.events.emit(item.run_id, "item_created", item_id=item.id, node_id=self.node.id, title=title)
@@ -98,14 +98,14 @@ class PlannerTools:
         area, brief = str(args.get("area", "")).strip(), str(args.get("brief", "")).strip()
         if not area or not brief:
             raise ToolError("spawn_subplanner needs a non-empty area and brief")
-        if self.node.depth + 1 > self.settings.max_depth:
-            raise ToolError(f"refused: sub-planners may nest {self.settings.max_depth} levels deep and this "
+        if self.node.depth + 1 > self.settings.planning.max_depth:
+            raise ToolError(f"refused: sub-planners may nest {self.settings.planning.max_depth} levels deep and this "
                             f"planner is at depth {self.node.depth}; create work items with create_task instead")
         child = PlannerNode(id=new_id("node"), run_id=self.node.run_id, cycle=self.node.cycle,
                             parent_id=self.node.id, area=area, brief=brief, depth=self.node.depth + 1,
                             parent_round=self.node.round)
-        refusal = self.store.nodes.add_subplanner(child, self.settings.max_nodes_per_cycle,
-                                            self.settings.max_subplanners_per_node)
+        refusal = self.store.nodes.add_subplanner(child, self.settings.planning.max_nodes_per_cycle,
+                                            self.settings.planning.max_subplanners_per_node)
         if refusal:
             raise ToolError(f"refused: {refusal}; create work items with create_task instead")
         self.store.events.emit(child.run_id, "node_created", node_id=child.id, parent_id=self.node.id, area=area,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from orchestrator.config.settings import CadreSettings, get_settings
+from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
 from orchestrator.flow.checks import check_branch_head
 from orchestrator.flow.cycles import node_maybe_settled
-from orchestrator.flow.runs import repository_cache
+from orchestrator.flow.repository import repository_cache
 from orchestrator.git.workspace import worktree_slot
-from orchestrator.state.models import TERMINAL_RUN_STATUSES, ItemStatus, PlannerNode, Run
+from orchestrator.state.models import ItemStatus, PlannerNode, Run
 from orchestrator.state.store import Store
 from planners.planner_tools import PlannerTools
 
@@ -64,7 +64,7 @@ def children_handoffs(store: Store, node: PlannerNode) -> list[dict]:
     return views
 
 
-def plan_node(store: Store, node_id: str) -> None:
+def plan_node(store: Store, settings: CadreSettings, node_id: str) -> None:
     """Run one planning round of a pending node, then let the node wait for (or settle with) its children.
 
     A delivery for a node that is not pending is dropped. A planner that fails still ends its round
@@ -78,15 +78,15 @@ def plan_node(store: Store, node_id: str) -> None:
     store.events.emit(run.id, "node_started", node_id=node.id, cycle=node.cycle, round=node.round, depth=node.depth)
     summary, error = f"run already {run.status}", ""
     try:
-        if run.status not in TERMINAL_RUN_STATUSES:
-            summary = _run_planner_agent(store, get_settings(), run, node)
+        if not run.is_over:
+            summary = _run_planner_agent(store, settings, run, node)
     except BaseException as exc:
         summary, error = "planner failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
         store.nodes.finish_planning(node_id, summary, error)
         store.events.emit(run.id, "node_planned", node_id=node.id, round=node.round, summary=summary, error=error)
-        node_maybe_settled(store, node_id)
+        node_maybe_settled(store, node_id, settings.planning.max_rounds_per_node)
 
 
 def _variables(store: Store, settings: CadreSettings, run: Run, node: PlannerNode, snapshot: Path) -> dict:
@@ -98,9 +98,9 @@ def _variables(store: Store, settings: CadreSettings, run: Run, node: PlannerNod
     return dict(goal=run.goal, branch=run.branch, cycle=node.cycle, max_cycles=run.max_cycles,
                 focus=previous_focus(store, run, node.cycle), work_so_far=work,
                 in_flight=[w for w in work if w["status"] in {s.value for s in IN_FLIGHT}],
-                max_items=settings.max_tasks_per_cycle, area=node.area, brief=node.brief, depth=node.depth,
-                can_spawn=node.depth < settings.max_depth, round=node.round,
-                max_rounds=settings.max_rounds_per_node, children=children_handoffs(store, node) if node.round > 1 else [],
+                max_items=settings.planning.max_tasks_per_cycle, area=node.area, brief=node.brief, depth=node.depth,
+                can_spawn=node.depth < settings.planning.max_depth, round=node.round,
+                max_rounds=settings.planning.max_rounds_per_node, children=children_handoffs(store, node) if node.round > 1 else [],
                 check_command=run.check_command or "", check_failure=check_failure)
 
 
@@ -113,7 +113,7 @@ def _run_planner_agent(store: Store, settings: CadreSettings, run: Run, node: Pl
         prompts = run_prompts(settings, run, snapshot)
         variables = _variables(store, settings, run, node, snapshot)
         task = "followup" if node.round > 1 else "task"
-        result = run_role_agent(store, role, run.id, f"{role}-{node.id}-round-{node.round}",
+        result = run_role_agent(store, settings, role, run.id, f"{role}-{node.id}-round-{node.round}",
                                 prompts.render(role, "system", **variables), prompts.render(role, task, **variables),
                                 tools, scopes={"cycle": str(node.cycle), "node": node.id})
     created = len(planner_tools.created)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from orchestrator.config.settings import get_settings
-from orchestrator.queues.app import app, time_limits
+from orchestrator.queues.app import app
 from orchestrator.queues.names import PLAN_NODE
 from orchestrator.state.store import get_store
 from planners.planning import plan_node
 
 
-@app.task(name=PLAN_NODE, **time_limits(get_settings(), "planner"))
+@app.task(name=PLAN_NODE)
 def plan_node_task(node_id: str) -> None:
     """Plan one node (root or sub-planner) of a cycle."""
-    plan_node(get_store(), node_id)
+    plan_node(get_store(), get_settings(), node_id)

@@ -38,7 +38,7 @@ def still_marked(worktree: Path, paths: list[str], max_bytes: int) -> list[str]:
 
 
 def conflict_resolver(store: Store, settings: CadreSettings, run: Run, item: WorkItem, worktree: Path):
-    """A resolver for `workers.integrate.land`: one bounded agent turn per conflict."""
+    """A resolver for a `Landing` strategy (`orchestrator.landing`): one bounded agent turn per conflict."""
     turns = 0
 
     def resolve(conflicted: list[str]) -> bool:
@@ -52,7 +52,7 @@ def conflict_resolver(store: Store, settings: CadreSettings, run: Run, item: Wor
         prompts = run_prompts(settings, run, worktree)
         variables = dict(goal=run.goal, branch=run.branch, title=item.title, instructions=item.instructions,
                          paths=conflicted)
-        result = run_role_agent(store, "worker", run.id, f"worker-{item.id}-{item.attempt}-conflict-{turns}",
+        result = run_role_agent(store, settings, "worker", run.id, f"worker-{item.id}-{item.attempt}-conflict-{turns}",
                                 prompts.render("worker", "conflict_system", **variables),
                                 prompts.render("worker", "conflict", **variables),
                                 tools.explore_tools() + tools.edit_tools() + [finish],

@@ -15,9 +15,9 @@ from pathlib import Path
 from orchestrator.agent.backends import Preset, agent_env_names, paths_named
 from orchestrator.agent.commands import shell_for
 from orchestrator.agent.egress import EgressProxy, allowed_hosts
-from orchestrator.agent.sandbox import Bridge
 from orchestrator.agent.loop import AgentResult, truncate
 from orchestrator.agent.reports import AgentReport, read_report
+from orchestrator.agent.sandbox import Bridge
 from orchestrator.config.secrets import scrub
 from orchestrator.config.settings import DEMO_MODEL_KEY, CadreSettings
 from orchestrator.flow.agent_runs import open_transcript, run_prompts
@@ -61,8 +61,8 @@ def template_values(settings: CadreSettings, io_dir: Path, home: Path, prompt: s
     return {"prompt": prompt, "prompt_file": str(io_dir / "prompt.md"), "handoff_file": str(io_dir / "handoff.json"),
             "io_dir": str(io_dir), "home": str(home), "litellm_model": litellm_model,
             "model": litellm_model.split("/", 1)[-1] if preset.strip_provider else litellm_model,
-            "api_base": settings.api_base_for("worker") or "", "max_steps": str(settings.worker_max_steps),
-            "max_cost": f"{settings.item_max_cost_usd or 0:g}"}
+            "api_base": settings.api_base_for("worker") or "", "max_steps": str(settings.role("worker").max_steps),
+            "max_cost": f"{settings.budgets.item_max_cost_usd or 0:g}"}
 
 
 def proxy_env(port: int) -> dict[str, str]:
@@ -82,7 +82,7 @@ def model_key_env(settings: CadreSettings) -> dict[str, str]:
 
 def write_model_metadata(settings: CadreSettings, path: Path) -> None:
     """litellm's model-metadata file (for aider): the configured price of the worker model, if any."""
-    model, price = settings.model_for("worker"), settings.role_setting("worker", "price_per_mtok")
+    model, price = settings.model_for("worker"), settings.role("worker").price_per_mtok
     metadata = {} if price is None else {model: {
         "input_cost_per_token": price[0] / 1_000_000, "output_cost_per_token": price[1] / 1_000_000,
         "litellm_provider": model.split("/", 1)[0], "mode": "chat", "max_tokens": 8192}}
@@ -93,7 +93,7 @@ def priced(settings: CadreSettings, report: AgentReport) -> float:
     """The report's cost, or, when it gave tokens only, their price (configured, else litellm's table, else 0)."""
     if report.cost_usd is not None:
         return report.cost_usd
-    price = settings.role_setting("worker", "price_per_mtok")
+    price = settings.role("worker").price_per_mtok
     from orchestrator.agent.model_access import price_tokens, table_cost  # litellm's import is slow
 
     if price is not None:
@@ -116,9 +116,9 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     (io_dir / "prompt.md").write_text(prompt, encoding="utf-8")
     write_model_metadata(settings, io_dir / "model-metadata.json")
     values = template_values(settings, io_dir, home, prompt, preset)
-    argv = preset.argv(values, api_base=bool(values["api_base"]), budget=bool(settings.item_max_cost_usd))
+    argv = preset.argv(values, api_base=bool(values["api_base"]), budget=bool(settings.budgets.item_max_cost_usd))
     env = {**preset.environment(values, api_base=bool(values["api_base"])), **model_key_env(settings)}
-    transcript = open_transcript(store, run.id, f"worker-{item.id}-{item.attempt}", item.id)
+    transcript = open_transcript(store, settings, run.id, f"worker-{item.id}-{item.attempt}", item.id)
     transcript.write("user", content=prompt)
     transcript.write("command", argv=[truncate(word, 200) for word in argv])
     code, output = _run_program(settings, preset, worktree, io_dir, home, argv, env, transcript)
@@ -132,7 +132,7 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     tokens = prompt_tokens + completion_tokens
     store.usage.add(run.id, "worker", tokens, cost, {"cycle": str(item.cycle), "node": item.node_id,
                                                      "item": item.id}, reported=reported)
-    enforce_run_budget(store, run.id, settings.budget_warning_fraction)
+    enforce_run_budget(store, run.id, settings.budgets.warning_fraction)
     status, detail = _status(code, report)
     transcript.write("output", exit_code=code, output=truncate(clean_text(output), settings.tool_output_chars))
     transcript.write("end", status=status, detail=detail, tokens=tokens, cost_usd=cost, usage_reported=reported)
@@ -148,10 +148,10 @@ def _run_program(settings: CadreSettings, preset: Preset, worktree: Path, io_dir
                  env: dict[str, str], transcript) -> tuple[int | None, str]:
     """Run the agent program in the sandbox, its only way out the egress proxy (started for it, stopped after);
     with `CADRE_SANDBOX=off`, a plain process on the host's network."""
-    timeout = max(settings.worker_time_limit_seconds - GIT_MARGIN_SECONDS, 30)
+    timeout = max(settings.role("worker").time_limit_seconds - GIT_MARGIN_SECONDS, 30)
     shell_options = dict(readable=(common_git_dir(worktree), *paths_named(preset)), writable=(io_dir,),
                          env_names=agent_env_names(preset, settings), home=str(home))
-    if settings.sandbox == "off":
+    if settings.sandbox.mode == "off":
         return shell_for(settings, worktree, extra_env=env, **shell_options).run(argv, timeout, shutdown_event())
     allowed = allowed_hosts(settings.api_base_for("worker"), settings.model_for("worker"), settings.agent_allowed_hosts)
     with tempfile.TemporaryDirectory(prefix="cadre-egress-") as folder, \

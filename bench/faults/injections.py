@@ -20,12 +20,12 @@ from dataclasses import replace
 
 from bench.faults.stack import ITEMS_PER_RUN, Stack, StackSettings, wait_for
 from bench.faults.tally import Trial, tally
-from orchestrator.local.faults import drop_waiting
+from orchestrator.landing.lander import LOCK_SECONDS
 from orchestrator.queues.inspection import waiting_args
 from orchestrator.queues.names import EXECUTE_WORK_ITEM
 from orchestrator.state.keys import Keys
 from orchestrator.state.models import ItemStatus
-from workers.landing_queue import LOCK_SECONDS
+from orchestrator.testing.faults import drop_waiting
 
 CLAIM_TIMEOUT = 120  # seconds for a run's first item to be claimed
 STALL_SECONDS = LOCK_SECONDS + 5  # past the lander lock's TTL

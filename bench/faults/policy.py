@@ -11,7 +11,7 @@ import random
 import threading
 import time
 
-from orchestrator.local.scripted_model import ScriptedReply, call, reply
+from orchestrator.testing.scripted_model import ScriptedReply, call, reply
 
 
 class Policy:

@@ -20,12 +20,12 @@ from typing import TypeVar
 
 from bench.faults.netns import Namespace
 from bench.faults.policy import Policy
-from tests.services import make_remote
 from orchestrator.local.processes import CadreProcess, RedisServer
-from orchestrator.local.scripted_model import ScriptedModelServer
-from orchestrator.state.models import TERMINAL_RUN_STATUSES, ItemStatus, Run, WorkItem
+from orchestrator.state.models import ItemStatus, Run, WorkItem
 from orchestrator.state.records import connect
 from orchestrator.state.store import Store
+from orchestrator.testing.scripted_model import ScriptedModelServer
+from tests.services import make_remote
 
 ITEMS_PER_RUN = 3
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -191,7 +191,7 @@ class Stack:
         return [i.id for i in self.items(run_id) if i.status in {ItemStatus.PENDING, ItemStatus.RUNNING}]
 
     def ended(self, run_id: str) -> bool:
-        return self.run(run_id).status in TERMINAL_RUN_STATUSES
+        return self.run(run_id).is_over
 
     def wait_run(self, run_id: str) -> bool:
         """Until the run ends (True), or `run_timeout` passed: then it is stopped (False)."""

@@ -16,9 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from bench.faults.stack import Stack
+from orchestrator.landing.trailers import ITEM_TRAILER
 from orchestrator.state.models import ItemStatus
 from tests.services import git
-from workers.integrate import ITEM_TRAILER
 
 RECOVERY_TARGET_SECONDS = 120.0
 UNSETTLED = {ItemStatus.PENDING, ItemStatus.RUNNING}

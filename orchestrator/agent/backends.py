@@ -140,7 +140,7 @@ def check_backend_in_sandbox(name: str, settings: CadreSettings, probe_dir: Path
     """Raise BackendUnavailable (one line, with the fix) unless backend `name`'s program starts inside the
     sandbox, as it will for every item (a program whose interpreter the sandbox does not show fails there)."""
     preset = preset_for(name, settings)
-    if preset is None or settings.sandbox == "off":
+    if preset is None or settings.sandbox.mode == "off":
         return
     probe_dir.mkdir(parents=True, exist_ok=True)
     program = shutil.which(preset.program) or preset.program

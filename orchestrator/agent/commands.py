@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.agent.sandbox_cgroup import command_cgroup
 from orchestrator.agent.sandbox import SANDBOX_HOME, Bridge, Bubblewrap, Place, Sandbox, Unsandboxed, sandbox_env
+from orchestrator.agent.sandbox_cgroup import command_cgroup
 from orchestrator.config.settings import CadreSettings
 
 CANCEL_POLL_SECONDS = 0.5
@@ -25,18 +25,19 @@ CANCEL_POLL_SECONDS = 0.5
 def sandbox_for(settings: CadreSettings) -> Sandbox:
     """The configured sandbox. Never shown inside it: Cadre's data directory, its working directory (and the
     `.env` there), the home of the user running it, and the operator's `CADRE_SANDBOX_HIDDEN`."""
-    if settings.sandbox == "off":
+    sandbox = settings.sandbox
+    if sandbox.mode == "off":
         return Unsandboxed()
     data = settings.data_dir.resolve()
-    hidden = (data, Path.cwd().resolve(), Path.home().resolve(), *(p.resolve() for p in settings.sandbox_hidden))
+    hidden = (data, Path.cwd().resolve(), Path.home().resolve(), *(p.resolve() for p in sandbox.hidden))
     return Bubblewrap(hidden=tuple(dict.fromkeys(hidden)), identity_dir=data / "sandbox")
 
 
 def sandbox_limits(settings: CadreSettings) -> dict[str, int]:
     """Resource limits of every sandboxed command (set inside the sandbox by its first program)."""
-    mib = 1024 * 1024
-    return {"NPROC": settings.sandbox_max_processes, "DATA": settings.sandbox_max_memory_mb * mib,
-            "FSIZE": settings.sandbox_max_file_mb * mib, "CORE": 0}
+    mib, sandbox = 1024 * 1024, settings.sandbox
+    return {"NPROC": sandbox.max_processes, "DATA": sandbox.max_memory_mb * mib, "FSIZE": sandbox.max_file_mb * mib,
+            "CORE": 0}
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,13 @@ def shell_for(settings: CadreSettings, workdir: Path, readable: tuple[Path, ...]
     """A shell in `workdir` with an allowlisted environment (`CADRE_SANDBOX_ENV` and `env_names` from this
     process's environment, plus `extra_env`), the sandbox's limits, and the host's network only when
     `CADRE_SANDBOX_NETWORK` says so; with a `bridge`, the egress proxy instead (external agents)."""
-    place_home = home or SANDBOX_HOME
-    env = sandbox_env(dict(os.environ), (*settings.sandbox_env, *env_names), place_home, **(extra_env or {}))
-    readable = (*readable, *settings.sandbox_readable, *((bridge.socket.parent,) if bridge else ()))
+    place_home, sandbox = home or SANDBOX_HOME, settings.sandbox
+    env = sandbox_env(dict(os.environ), (*sandbox.env, *env_names), place_home, **(extra_env or {}))
+    readable = (*readable, *sandbox.readable, *((bridge.socket.parent,) if bridge else ()))
     place = Place(workdir=workdir.resolve(), env=env, readable=tuple(p.resolve() for p in readable),
-                  writable=tuple(p.resolve() for p in writable), network=settings.sandbox_network and bridge is None,
+                  writable=tuple(p.resolve() for p in writable), network=sandbox.network and bridge is None,
                   home=place_home, bridge=bridge, limits=sandbox_limits(settings),
-                  tmp_bytes=settings.sandbox_max_tmp_mb * 1024 * 1024)
+                  tmp_bytes=sandbox.max_tmp_mb * 1024 * 1024)
     return Shell(place, sandbox_for(settings))
 
 

@@ -94,9 +94,10 @@ class LiteLLMModel:
         self.api_key = settings.api_key.get_secret_value() if settings.api_key else None
         if settings.uses_demo_model(role):
             self.api_key = DEMO_MODEL_KEY  # the demo model takes no key, but the client must send one
-        self.price = settings.role_setting(role, "price_per_mtok")
-        self.params = settings.role_setting(role, "model_params") or {}
-        self.fallbacks = settings.role_setting(role, "fallbacks") or []
+        role_settings = settings.role(role)
+        self.price = role_settings.price_per_mtok
+        self.params = role_settings.model_params
+        self.fallbacks = role_settings.fallbacks
         self.retries = settings.model_retries
         # Transient failures are retried with exponential backoff; a bad key or model never is.
         self.retry_policy = litellm.RetryPolicy(

@@ -36,7 +36,7 @@ class CadreCollector(Collector):
         per_run = GaugeMetricFamily("cadre_run_items", "Work items of each active run by status",
                                     labels=["run", "status"])
         overall: Counter = Counter()
-        for run in (r for r in runs if r.status.value == "running"):
+        for run in (r for r in runs if not r.is_over):
             counts = Counter(i.status.value for i in self.store.items.many(self.store.items.ids_of_run(run.id)))
             overall.update(counts)
             for status, count in counts.items():

@@ -47,19 +47,18 @@ def wait_for_run(run_id: str) -> int:
     """Poll until the run ends, reporting progress on stderr (one plain line, never markup or an escape
     sequence); 0 if it ended done."""
     from orchestrator.flow.runs import run_status
-    from orchestrator.state.models import TERMINAL_RUN_STATUSES
 
     store = open_store()
     last = ""
     while True:
         status = run_status(store, run_id)
-        landed = sum(1 for t in status["tasks"] if t["commit"])
+        landed = sum(1 for i in status["items"] if i["commit"])
         line = (f"{run_id}: {status['status']} · cycle {status['cycle']}/{status['max_cycles']} · "
-                f"{len(status['tasks'])} items, {landed} landed · {status['tokens']} tokens · ${status['cost_usd']:.4f}")
+                f"{len(status['items'])} items, {landed} landed · {status['tokens']} tokens · ${status['cost_usd']:.4f}")
         if line != last:
             err.print(clean_text(line), highlight=False, markup=False)
             last = line
-        if status["status"] in {s.value for s in TERMINAL_RUN_STATUSES}:
+        if store.runs.get(run_id).is_over:
             return 0 if status["status"] == "done" else 1
         time.sleep(POLL_SECONDS)
 
@@ -80,7 +79,7 @@ def status(
             return
         table = Table("run", "status", "cycle", "items", "tokens", "cost $", "goal")
         for r in runs:
-            table.add_row(r["id"], r["status"], str(r["cycle"]), str(len(r["tasks"])), str(r["tokens"]),
+            table.add_row(r["id"], r["status"], str(r["cycle"]), str(len(r["items"])), str(r["tokens"]),
                           f"{r['cost_usd']:.4f}", Text(one_line(r["goal"], 60)))  # Text: a cell never read as markup
         Console().print(table)
         return
@@ -138,6 +137,7 @@ def trace(
 ) -> None:
     """Print a work item's agent transcripts, from Redis: any machine, also when its host died."""
     from orchestrator.cli.transcript_view import of_attempt, print_transcript
+    from orchestrator.state.models import ItemStatus
 
     store = guarded(open_store)
     item = guarded(lambda: store.items.get(item_id))
@@ -156,7 +156,7 @@ def trace(
 
         def gone(number: int = number) -> bool:
             current = store.items.get(item_id)
-            return current.status.value != "running" or current.attempt != number
+            return current.status is not ItemStatus.RUNNING or current.attempt != number
 
         print_transcript(console, name, store.transcripts.lines(item.run_id, name, follow=follow, gone=gone))
 

@@ -14,7 +14,6 @@ from orchestrator.state.models import WorkItem
 from orchestrator.state.store import Store
 from orchestrator.untrusted.text import clean_text, one_line
 
-
 _PIPE = re.compile(r"(\\*)\|")
 
 
@@ -32,7 +31,7 @@ def table_cell(value: object) -> str:
 
 def markdown_report(store: Store, status: dict) -> str:
     """Per cycle: items, landed, failed, cost, time and the verdict; then totals per role and budgets."""
-    items_by_cycle = {number: store.items.many([t["id"] for t in status["tasks"] if t["cycle"] == number])
+    items_by_cycle = {number: store.items.many([v["id"] for v in status["items"] if v["cycle"] == number])
                       for number in (cycle["number"] for cycle in status["cycles"])}
     return report_text(status, store.usage.totals(status["id"]), items_by_cycle)
 
@@ -50,13 +49,13 @@ def report_text(status: dict, usage: dict[str, float], items_by_cycle: dict[int,
                 if status["usage_unreported_calls"] else ""), ""]
     for cycle in status["cycles"]:
         number = cycle["number"]
-        tasks = [t for t in status["tasks"] if t["cycle"] == number]
+        views = [v for v in status["items"] if v["cycle"] == number]
         items = items_by_cycle.get(number, [])
         seconds = sum(i.handoff.seconds for i in items if i.handoff)
-        landed = sum(1 for t in tasks if t["commit"])
-        failed = sum(1 for t in tasks if t["status"] == "failed")
+        landed = sum(1 for v in views if v["commit"])
+        failed = sum(1 for v in views if v["status"] == "failed")
         lines += [f"## Cycle {number}", "",
-                  f"{len(tasks)} items, {landed} landed, {failed} failed; "
+                  f"{len(views)} items, {landed} landed, {failed} failed; "
                   f"cost {_money(usage.get(f'cycle:{number}:cost_usd', 0.0))}, "
                   f"{int(usage.get(f'cycle:{number}:tokens', 0))} tokens, {seconds:.0f} s of worker time", "",
                   "| item | title | status | commit | tokens | cost | seconds |", "|---|---|---|---|---|---|---|"]
@@ -67,13 +66,13 @@ def report_text(status: dict, usage: dict[str, float], items_by_cycle: dict[int,
                          f"{table_cell((handoff.commit or handoff.rescue_branch or '') if handoff else '')} | "
                          f"{handoff.tokens if handoff else 0} | {_money(handoff.cost_usd) if handoff else ''} | "
                          f"{handoff.seconds if handoff else 0:.0f} |")
-        attempts = [(t["id"], a) for t in tasks for a in t.get("attempts", [])]
+        attempts = [(v["id"], a) for v in views for a in v.get("attempts", [])]
         if attempts:
-            lines += ["", "| item | attempt | host | node | start (UTC) | seconds | outcome |", "|---|---|---|---|---|---|---|"]
+            lines += ["", "| item | attempt | host | Celery worker | start (UTC) | seconds | outcome |", "|---|---|---|---|---|---|---|"]
             for item_id, a in attempts:
                 seconds = f"{a['end'] - a['start']:.0f}" if a["end"] else ""
                 lines.append(f"| {table_cell(item_id)} | {a['number']} | {table_cell(a['host'])} | "
-                             f"{table_cell(a['node'])} | "
+                             f"{table_cell(a['celery_hostname'])} | "
                              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(a['start']))} | {seconds} | "
                              f"{table_cell(a['outcome'] or 'running')} |")
         verdict = cycle["verdict"]

@@ -18,7 +18,7 @@ def worker(
     role: str = typer.Option(..., help="planner, worker or judge."),
     concurrency: int = typer.Option(1, min=1, help="Processes (one agent each)."),
     index: int = typer.Option(None, min=1, envvar="CADRE_NODE_INDEX",
-                              help="Number of this process among several of its role on one host (node role-N@host)."),
+                              help="Number of this process among several of its role on one host (its Celery worker is role-N@host)."),
     max_tasks: int = typer.Option(0, min=0, help="Stop after this many tasks (1: a Kubernetes Job per item); "
                                                   "0: serve until stopped."),
     pool: str = typer.Option("auto", envvar="CADRE_WORKER_POOL",
@@ -78,10 +78,10 @@ def worker(
     connect_worker_signals(max_tasks)
     connect_log_scrubbing()
 
-    from orchestrator.queues.liveness import node_name
+    from orchestrator.queues.liveness import celery_hostname
 
     app.worker_main(["worker", "-Q", QUEUE_BY_ROLE[role], "-c", str(concurrency), "-O", "fair",
-                     "-n", node_name(role, index), "--loglevel", loglevel, "-P", pool])
+                     "-n", celery_hostname(role, index), "--loglevel", loglevel, "-P", pool])
 
 
 @cli.command()
@@ -102,10 +102,10 @@ def beat(loglevel: str = typer.Option("INFO", help="Log level.")) -> None:
 def health(
     role: str = typer.Option(..., help="planner, worker, judge or beat: the process to check on this host."),
     index: int = typer.Option(None, min=1, envvar="CADRE_NODE_INDEX", help="As given to cadre worker --index."),
-    timeout: float = typer.Option(10.0, help="Seconds to wait for the node's answer."),
+    timeout: float = typer.Option(10.0, help="Seconds to wait for the worker's answer."),
 ) -> None:
     """Liveness of this host's own process of `role` (a container healthcheck): exit 0 alive, 1 not."""
-    from orchestrator.queues.liveness import beat_heartbeat_age, node_name
+    from orchestrator.queues.liveness import beat_heartbeat_age, celery_hostname
 
     settings = get_settings()
     if role == "beat":
@@ -117,10 +117,10 @@ def health(
         print(f"beat alive: last loop {age:.0f} s ago")
         return
     from orchestrator.queues.app import app
-    from orchestrator.queues.liveness import ping_node
+    from orchestrator.queues.liveness import ping_worker
 
-    name = node_name(role, index)
-    if not ping_node(app, name, timeout):
+    name = celery_hostname(role, index)
+    if not ping_worker(app, name, timeout):
         fail(f"{name} did not answer a ping within {timeout:g} s", code=1)
     print(f"{name} alive")
 

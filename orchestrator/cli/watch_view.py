@@ -30,7 +30,7 @@ def markup_safe(value: object) -> str:
 
 def cycle_trees(data: dict) -> list[Tree]:
     """One tree per cycle: planner nodes (area, state, round, usage) with their items (state, commit)."""
-    tasks = {t["id"]: t for t in data["tasks"]}
+    items = {i["id"]: i for i in data["items"]}
     trees = []
     for cycle in data["cycles"]:
         tree = Tree(f"cycle {cycle['number']} ({cycle['status']})")
@@ -43,11 +43,11 @@ def cycle_trees(data: dict) -> list[Tree]:
                 + markup_safe(f"{node['id']} {node['status']} (round {node['round']}; "
                               f"{counts}; {node['tokens']} tokens ${node['cost_usd']:.4f})"))
             for item_id in node["items"]:
-                task = tasks[item_id]
-                commit = f" {task['commit'][:12]}" if task["commit"] else ""
-                line = f"{task['handoff'] or task['status']}{commit} {task['title']}"
+                item = items[item_id]
+                commit = f" {item['commit'][:12]}" if item["commit"] else ""
+                line = f"{item['handoff'] or item['status']}{commit} {item['title']}"
                 leaf = branches[node["id"]].add(markup_safe(line))
-                for attempt in task.get("attempts", []):
+                for attempt in item.get("attempts", []):
                     leaf.add(f"[dim]{markup_safe(attempt_line(attempt))}[/]")
         if cycle["verdict"]:
             verdict = cycle["verdict"]
@@ -57,11 +57,11 @@ def cycle_trees(data: dict) -> list[Tree]:
 
 
 def attempt_line(attempt: dict) -> str:
-    """One attempt: number, where it ran (host and Celery node), when, and how it ended: plain text, cleaned
+    """One attempt: number, where it ran (host and the Celery worker's hostname), when, and how it ended: plain text, cleaned
     of control characters and escape sequences (escape it before putting it in markup)."""
     started = time.strftime("%H:%M:%S", time.gmtime(attempt["start"]))
     took = f" for {attempt['end'] - attempt['start']:.0f} s" if attempt["end"] else ""
-    return clean_text(f"attempt {attempt['number']} on {attempt['host']} ({attempt['node'] or 'no node'}) "
+    return clean_text(f"attempt {attempt['number']} on {attempt['host']} ({attempt['celery_hostname'] or 'no Celery worker'}) "
                       f"from {started} UTC{took}: {attempt['outcome'] or 'running'}")
 
 
@@ -69,11 +69,11 @@ def progress_table(data: dict) -> Table:
     """A progress bar per cycle: settled items out of created ones."""
     table = Table.grid(padding=(0, 1))
     for cycle in data["cycles"]:
-        tasks = [t for t in data["tasks"] if t["cycle"] == cycle["number"]]
-        settled = sum(1 for t in tasks if t["status"] in SETTLED)
-        landed = sum(1 for t in tasks if t["commit"])
-        table.add_row(f"cycle {cycle['number']}", ProgressBar(total=max(len(tasks), 1), completed=settled, width=40),
-                      f"{settled}/{len(tasks)} settled, {landed} landed · {cycle['status']}")
+        items = [i for i in data["items"] if i["cycle"] == cycle["number"]]
+        settled = sum(1 for i in items if i["status"] in SETTLED)
+        landed = sum(1 for i in items if i["commit"])
+        table.add_row(f"cycle {cycle['number']}", ProgressBar(total=max(len(items), 1), completed=settled, width=40),
+                      f"{settled}/{len(items)} settled, {landed} landed · {cycle['status']}")
     return table
 
 

@@ -1,4 +1,5 @@
-"""Configuration and secrets: the one settings object, and masking of secret values and URL credentials.
+"""Configuration and secrets: the one settings object (`settings.py`) with its typed per-component views
+(`components.py`), and masking of secret values and URL credentials.
 
 Imports nothing else of Cadre; every other room may import it.
 """

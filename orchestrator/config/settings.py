@@ -1,10 +1,14 @@
-"""Cadre's one settings object, read from `CADRE_*` environment variables and an optional `.env`."""
+"""Cadre's one settings object, read from `CADRE_*` environment variables and an optional `.env`.
+
+Its flat fields are what users set; components read them through typed views (`settings.role("worker")`,
+`settings.redis`, `settings.sandbox`, `settings.landing`, `settings.planning`, `settings.budgets`: see
+`components.py`).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import ssl
 import stat
 from functools import lru_cache
 from pathlib import Path
@@ -13,8 +17,19 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Role = Literal["planner", "subplanner", "worker", "judge"]
-ROLES: tuple[Role, ...] = ("planner", "subplanner", "worker", "judge")
+from orchestrator.config.components import (
+    ROLES,
+    BudgetSettings,
+    LandingSettings,
+    PlanningSettings,
+    RedisSettings,
+    Role,
+    RoleSettings,
+    SandboxSettings,
+)
+
+__all__ = ["CadreSettings", "DEMO_MODEL", "DEMO_MODEL_KEY", "MissingModelError", "REDIS_URL_FILE", "ROLES", "Role",
+           "get_settings"]
 
 
 # The model string roles use when they fall back to the demo model (see `demo_model_url`).
@@ -157,7 +172,7 @@ class CadreSettings(BaseSettings):
     prompts_dir: Path | None = None
     """The operator's prompt overrides (`<role>/<name>.j2`), used before a repository's own `.cadre/prompts`."""
 
-    sandbox: Literal["bwrap", "off"] = "bwrap"
+    sandbox_mode: Literal["bwrap", "off"] = Field(default="bwrap", validation_alias="CADRE_SANDBOX")
     """Where agent commands, external agents and checks run: `bwrap` (bubblewrap: own PID namespace,
     read-only system, only the worktree writable, allowlisted environment) or `off` (plain processes)."""
     sandbox_network: bool = False
@@ -211,44 +226,54 @@ class CadreSettings(BaseSettings):
     git_author_email: str = "cadre@localhost"
     """Author e-mail of the commits workers make."""
 
-    def role_setting(self, role: Role, name: str):
-        """The setting `<role>_<name>`; sub-planners use the planner's when theirs is unset or empty.
+    def role(self, role: Role) -> RoleSettings:
+        """The model and limits of `role`'s agents (a sub-planner's fall back to the planner's); ValueError
+        for a name that is not a role."""
+        return RoleSettings.of(self, role)
 
-        Settings that exist for the planner only (time limits, step limits) serve sub-planners too.
-        """
-        value = getattr(self, f"{role}_{name}", None)
-        if role == "subplanner" and not value:
-            value = getattr(self, f"planner_{name}")
-        return value
+    @property
+    def redis(self) -> RedisSettings:
+        """The broker and state store: its URL and TLS files."""
+        return RedisSettings.of(self)
+
+    @property
+    def sandbox(self) -> SandboxSettings:
+        """Where agent commands and checks run (`CADRE_SANDBOX`), what they see, their resource limits."""
+        return SandboxSettings.of(self)
+
+    @property
+    def landing(self) -> LandingSettings:
+        """How workers' commits reach a run's branch (`CADRE_INTEGRATION`...)."""
+        return LandingSettings.of(self)
+
+    @property
+    def planning(self) -> PlanningSettings:
+        """The bounds of a cycle's planning tree."""
+        return PlanningSettings.of(self)
+
+    @property
+    def budgets(self) -> BudgetSettings:
+        """The default budgets of a run, and of one work item's agent."""
+        return BudgetSettings.of(self)
 
     def uses_demo_model(self, role: Role) -> bool:
         """Whether `role` has no model of its own and falls back to the demo model."""
-        return not self.role_setting(role, "model") and bool(self.demo_model_url)
+        return self.role(role).uses_demo_model
 
     def model_for(self, role: Role) -> str:
         """The model string for `role`; raises MissingModelError with a one-line message if unset."""
-        if self.uses_demo_model(role):
+        settings = self.role(role)
+        if settings.uses_demo_model:
             return DEMO_MODEL
-        model = self.role_setting(role, "model")
-        if not model:
+        if not settings.model:
             raise MissingModelError(f"no model configured for role {role}: set CADRE_{role.upper()}_MODEL "
                                     "(or CADRE_DEMO_MODEL_URL for the demo model)")
-        return model
+        return settings.model
 
     def api_base_for(self, role: Role) -> str | None:
         """The API base for `role`'s model: its own, or the demo model's URL when it uses that."""
-        return self.demo_model_url if self.uses_demo_model(role) else self.role_setting(role, "api_base")
-
-    def redis_ssl_options(self) -> dict:
-        """redis-py's TLS keywords for a `rediss://` URL (certificate verified), else {}."""
-        if not self.redis_url.startswith("rediss://"):
-            return {}
-        options: dict = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-        for key, path in (("ssl_ca_certs", self.redis_tls_ca_file), ("ssl_certfile", self.redis_tls_cert_file),
-                          ("ssl_keyfile", self.redis_tls_key_file)):
-            if path is not None:
-                options[key] = str(path)
-        return options
+        settings = self.role(role)
+        return self.demo_model_url if settings.uses_demo_model else settings.api_base
 
     @property
     def max_commit_bytes(self) -> int:
@@ -265,6 +290,24 @@ class CadreSettings(BaseSettings):
         """Redis redelivers an unacknowledged task after this; kept above every hard time limit."""
         longest = max(self.planner_time_limit_seconds, self.worker_time_limit_seconds, self.judge_time_limit_seconds)
         return longest + 600
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keywords_of_renamed_fields(cls, values):
+        """A field read from an environment variable other than `CADRE_<FIELD>` (its `validation_alias`) is
+        given as a keyword by its field name, or by that variable's name without `CADRE_`, like every other
+        field (`CadreSettings(sandbox_mode="off")`, `CadreSettings(sandbox="off")`); a keyword wins over
+        the environment and `.env`, as for every field."""
+        if not isinstance(values, dict):
+            return values
+        for name, field in cls.model_fields.items():
+            variable = field.validation_alias
+            if not isinstance(variable, str):
+                continue
+            for keyword in (name, variable.removeprefix("CADRE_").lower()):
+                if keyword in values:
+                    values[variable] = values.pop(keyword)
+        return values
 
     @model_validator(mode="after")
     def _redis_url_left_by_cadre_up(self) -> CadreSettings:

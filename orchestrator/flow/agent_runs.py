@@ -9,11 +9,11 @@ from orchestrator.agent.commands import Shell, shell_for
 from orchestrator.agent.loop import AgentLoop, AgentResult, Tool, Transcript
 from orchestrator.agent.prompts import REPOSITORY_PROMPTS, Prompts
 from orchestrator.agent.tools import WorkspaceTools
-from orchestrator.config.settings import CadreSettings, Role, get_settings
+from orchestrator.config.settings import CadreSettings, Role
 from orchestrator.flow.budgets import enforce_run_budget
 from orchestrator.git.repo import common_git_dir, files_at
 from orchestrator.queues.shutdown import shutdown_event, shutdown_requested
-from orchestrator.state.models import TERMINAL_RUN_STATUSES, Run, RunStatus
+from orchestrator.state.models import Run, RunStatus
 from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,18 +37,19 @@ def run_prompts(settings: CadreSettings, run: Run, repository: Path) -> Prompts:
     return Prompts(overrides, settings.prompts_dir)
 
 
-def transcript_path(run_id: str, name: str) -> Path:
+def transcript_path(settings: CadreSettings, run_id: str, name: str) -> Path:
     """Where the transcript `name` of a run lives on this host: `<data dir>/transcripts/<run>/<name>.jsonl`."""
-    return get_settings().data_dir / "transcripts" / run_id / f"{name}.jsonl"
+    return settings.data_dir / "transcripts" / run_id / f"{name}.jsonl"
 
 
-def open_transcript(store: Store, run_id: str, name: str, item_id: str | None = None) -> Transcript:
+def open_transcript(store: Store, settings: CadreSettings, run_id: str, name: str,
+                    item_id: str | None = None) -> Transcript:
     """A transcript written to this host's file and streamed to Redis as it grows (listed on its item)."""
-    return Transcript(transcript_path(run_id, name),
+    return Transcript(transcript_path(settings, run_id, name),
                       stream=lambda line: store.transcripts.append(run_id, name, line, item_id))
 
 
-def run_role_agent(store: Store, role: Role, run_id: str, transcript_name: str, system: str, user: str,
+def run_role_agent(store: Store, settings: CadreSettings, role: Role, run_id: str, transcript_name: str, system: str, user: str,
                    tools: list[Tool], max_steps: int | None = None, scopes: dict[str, str] | None = None,
                    max_cost_usd: float | None = None) -> AgentResult:
     """Run the builtin agent of `role`; every call's tokens and cost go to the run's usage under `scopes`.
@@ -59,23 +60,22 @@ def run_role_agent(store: Store, role: Role, run_id: str, transcript_name: str, 
     """
     from orchestrator.agent.model_access import LiteLLMModel, ModelAccessError  # litellm's import is slow
 
-    settings = get_settings()
     spent = {"cost": 0.0}
 
     def record(reply) -> None:
         spent["cost"] += reply.cost_usd
         store.usage.add(run_id, role, reply.tokens, reply.cost_usd, scopes)
-        enforce_run_budget(store, run_id, settings.budget_warning_fraction)
+        enforce_run_budget(store, run_id, settings.budgets.warning_fraction)
 
     def must_stop() -> bool:
         if max_cost_usd is not None and spent["cost"] >= max_cost_usd:
             return True
-        return shutdown_requested() or store.runs.get(run_id).status in TERMINAL_RUN_STATUSES
+        return shutdown_requested() or store.runs.get(run_id).is_over
 
     loop = AgentLoop(
-        model=LiteLLMModel(settings, role), tools=tools, max_steps=max_steps or settings.role_setting(role, "max_steps"),
+        model=LiteLLMModel(settings, role), tools=tools, max_steps=max_steps or settings.role(role).max_steps,
         output_limit=settings.tool_output_chars,
-        transcript=open_transcript(store, run_id, transcript_name, (scopes or {}).get("item")),
+        transcript=open_transcript(store, settings, run_id, transcript_name, (scopes or {}).get("item")),
         on_reply=record, should_stop=must_stop,
     )
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from orchestrator.state.keys import Keys
-from orchestrator.state.models import TERMINAL_RUN_STATUSES, Run, RunStatus, now
+from orchestrator.state.models import Run, RunStatus, now
 from orchestrator.state.runs import RUN_RETENTION_SECONDS
 from orchestrator.state.store import Store
 
@@ -36,7 +36,7 @@ def enforce_run_budget(store: Store, run_id: str, warning_fraction: float) -> bo
     Returns True if the run has ended (now or before).
     """
     run = store.runs.get(run_id)
-    if run.status in TERMINAL_RUN_STATUSES:
+    if run.is_over:
         return True
     fractions = budget_fractions(store, run)
     spent = sorted(kind for kind, fraction in fractions.items() if fraction >= 1.0)

@@ -8,6 +8,7 @@ the judge sees the trend across cycles.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -15,11 +16,15 @@ from orchestrator.agent.commands import Shell
 from orchestrator.agent.loop import truncate
 from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.agent_runs import worktree_shell
+from orchestrator.flow.repository import repository_cache
 from orchestrator.git.repo import head_sha
+from orchestrator.git.runner import GitError
+from orchestrator.git.workspace import worktree_slot
 from orchestrator.state.keys import Keys
 from orchestrator.state.models import Run, now
 from orchestrator.state.store import Store
 
+log = logging.getLogger(__name__)
 HISTORY_LIMIT = 200
 COMMAND_NOT_FOUND = 127  # what sh exits with when it cannot find the program a command names
 
@@ -101,3 +106,22 @@ def trend(history: list[CheckResult]) -> list[dict]:
         entry["failures"] += result.passed is False
         entry["last"] = "passed" if result.passed else "failed"
     return [by_cycle[c] for c in sorted(by_cycle)]
+
+
+def check_moved_head(store: Store, settings: CadreSettings, run_id: str) -> None:
+    """Run the run's check command on the branch head if it moved since the last check (the tick's request;
+    one check of a run at a time: a second request meanwhile does nothing)."""
+    run = store.runs.get(run_id)
+    if not run.check_command or not store.redis.set(Keys.checking(run_id), 1, nx=True,
+                                                    ex=settings.check_timeout_seconds + 60):
+        return
+    try:
+        cache = repository_cache(store, settings, run)
+        head = cache.head(run.branch)
+        if head != last_checked_head(store, run.id):
+            with worktree_slot(cache, "check", head) as worktree:
+                check_branch_head(store, settings, run, run.cycle, worktree, "tick")
+    except GitError as exc:
+        log.warning("run %s: cannot check the branch head: %s", run.id, exc)
+    finally:
+        store.redis.delete(Keys.checking(run_id))

@@ -1,4 +1,9 @@
-"""How settling moves a run forward: items settle in nodes, a finished root closes its cycle.
+"""How settling moves a run forward, step by step, in the order the steps happen:
+
+    item settles ─▶ item_settled ─▶ node_maybe_settled ─┬─▶ WOKEN: the node plans a follow-up round
+    (or requeue_or_fail gives up)                        └─▶ SETTLED: its parent may settle in turn ...
+                                                              ... a settled root ─▶ close_cycle ─▶ judge
+    judge: not done ─▶ start_cycle (a fresh root planner)
 
 Each step is an idempotent store transition, so whoever triggers it (a worker, a planner, the
 beat tick) and however often, the judge of a cycle is enqueued once and a cycle starts once.
@@ -7,15 +12,33 @@ beat tick) and however often, the judge of a cycle is enqueued once and a cycle 
 from __future__ import annotations
 
 import logging
+from enum import Enum
 
-from orchestrator.config.settings import get_settings
 from orchestrator.queues.dispatch import dispatch_judge, dispatch_planner, dispatch_work_item
-from orchestrator.state.models import Cycle, Handoff, HandoffStatus, ItemStatus, PlannerNode, WorkItem, new_id
+from orchestrator.state.models import (
+    AttemptOutcome,
+    Cycle,
+    Handoff,
+    HandoffStatus,
+    ItemStatus,
+    PlannerNode,
+    WorkItem,
+    new_id,
+)
+from orchestrator.state.nodes import NodeSettling
 from orchestrator.state.store import Store
 
 log = logging.getLogger(__name__)
 # Graceful stops of one item before it settles `failed` anyway (a stop loop is a fault too).
 MAX_INTERRUPTIONS = 20
+
+
+class Requeue(Enum):
+    """What `requeue_or_fail` did with a running attempt's item."""
+
+    REQUEUED = "requeued"  # pending again, for a new attempt
+    FAILED = "failed"  # settled `failed`: attempts spent, or the run is over
+    STALE = "stale"  # nothing: the attempt no longer runs (someone else acted)
 
 
 def new_cycle(run_id: str, number: int) -> tuple[Cycle, PlannerNode]:
@@ -24,23 +47,23 @@ def new_cycle(run_id: str, number: int) -> tuple[Cycle, PlannerNode]:
     return Cycle(run_id=run_id, number=number, root_node_id=root.id), root
 
 
-def item_settled(store: Store, item: WorkItem) -> None:
+def item_settled(store: Store, item: WorkItem, max_rounds: int) -> None:
     """After an item settled: settle its node if that was the node's last pending child."""
     store.events.emit(item.run_id, "item_settled", item_id=item.id, status=item.status.value,
-               commit=item.handoff.commit if item.handoff else None)
-    node_maybe_settled(store, item.node_id)
+                      commit=item.handoff.commit if item.handoff else None)
+    node_maybe_settled(store, item.node_id, max_rounds)
 
 
-def requeue_or_fail(store: Store, item: WorkItem, reason: str, max_attempts: int,
-                    handoff: Handoff | None = None, interrupted: bool = False, outcome: str = "") -> str:
+def requeue_or_fail(store: Store, item: WorkItem, reason: str, max_attempts: int, max_rounds: int,
+                    handoff: Handoff | None = None, interrupted: bool = False,
+                    outcome: AttemptOutcome | None = None) -> Requeue:
     """Give a running attempt's item to a new attempt at once, or settle it `failed`.
 
     A failed attempt (crash, error, lost worker) counts towards `max_attempts`; an `interrupted` one
     (a graceful stop) does not, up to MAX_INTERRUPTIONS, so rolling restarts never fail work while a
-    crash loop stays bounded. Returns "requeued", "failed", or "stale" when `item.attempt` no longer
-    runs (someone else acted).
+    crash loop stays bounded.
     """
-    run_over = store.runs.get(item.run_id).status.value != "running"
+    run_over = store.runs.get(item.run_id).is_over
     failures = item.failures + (not interrupted)
     gave_up = failures >= max_attempts or item.interruptions + interrupted > MAX_INTERRUPTIONS
     if gave_up or run_over:
@@ -53,36 +76,36 @@ def requeue_or_fail(store: Store, item: WorkItem, reason: str, max_attempts: int
             update={"summary": reason})
         settled = store.items.settle(item.id, item.attempt, ItemStatus.FAILED, failed, outcome)
         if settled is None:
-            return "stale"
-        item_settled(store, settled)
-        return "failed"
+            return Requeue.STALE
+        item_settled(store, settled, max_rounds)
+        return Requeue.FAILED
     if store.items.requeue(item.id, item.attempt, interrupted, outcome) is None:
-        return "stale"
+        return Requeue.STALE
     store.events.emit(item.run_id, "item_requeued", item_id=item.id, attempt=item.attempt, reason=reason,
-               rescue_branch=handoff.rescue_branch if handoff else None)
+                      rescue_branch=handoff.rescue_branch if handoff else None)
     dispatch_work_item(item)
     log.info("item %s attempt %s requeued: %s", item.id, item.attempt, reason)
-    return "requeued"
+    return Requeue.REQUEUED
 
 
-def node_maybe_settled(store: Store, node_id: str) -> None:
+def node_maybe_settled(store: Store, node_id: str, max_rounds: int) -> None:
     """Once a node has finished planning and all its children settled: wake it for a follow-up round
     (it made children and has rounds left), or settle it in its parent (or close the cycle for a root)."""
-    running = store.runs.get(store.nodes.get(node_id).run_id).status.value == "running"
-    outcome = store.nodes.settle_or_wake(node_id, get_settings().max_rounds_per_node, may_wake=running)
-    if outcome is None:
+    run_over = store.runs.get(store.nodes.get(node_id).run_id).is_over
+    settling = store.nodes.settle_or_wake(node_id, max_rounds, may_wake=not run_over)
+    if settling is NodeSettling.UNCHANGED:
         return
     node = store.nodes.get(node_id)
-    if outcome == "woken":
+    if settling is NodeSettling.WOKEN:
         store.events.emit(node.run_id, "node_woken", node_id=node.id, round=node.round, parent_id=node.parent_id)
         dispatch_planner(node)
         return
     store.events.emit(node.run_id, "node_settled", node_id=node.id, cycle=node.cycle, status=node.status.value,
-               parent_id=node.parent_id)
+                      parent_id=node.parent_id)
     if node.parent_id is None:
         close_cycle(store, node.run_id, node.cycle)
     else:
-        node_maybe_settled(store, node.parent_id)
+        node_maybe_settled(store, node.parent_id, max_rounds)
 
 
 def close_cycle(store: Store, run_id: str, number: int) -> None:

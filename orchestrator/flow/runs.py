@@ -5,13 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.agent.backends import BackendUnavailable, preset_for
-from orchestrator.config.secrets import redact_url, register_secret, url_credentials
+from orchestrator.config.secrets import redact_url
 from orchestrator.config.settings import ROLES, CadreSettings
 from orchestrator.flow.cycles import new_cycle
-from orchestrator.git.cache import BareCache
-from orchestrator.git.workspace import prepare_cache
 from orchestrator.queues.dispatch import dispatch_planner
-from orchestrator.state.models import Run, RunStatus, new_id
+from orchestrator.state.models import Run, RunStatus, WorkItem, new_id
 from orchestrator.state.records import UnknownRecord
 from orchestrator.state.store import Store
 
@@ -76,8 +74,9 @@ def start_run(store: Store, settings: CadreSettings, request: RunRequest) -> Run
             raise RunRequestError(f"{name} must be greater than 0")
     head = validate_run_request(settings, request.repo, request.goal, request.branch, cycles)
     run = Run(id=new_id("run"), repo=redact_url(request.repo), branch=request.branch, goal=request.goal.strip(),
-              max_cycles=cycles, max_cost_usd=budgets.max_cost_usd or settings.max_cost_usd,
-              max_tokens=budgets.max_tokens or settings.max_tokens, max_hours=budgets.max_hours or settings.max_hours,
+              max_cycles=cycles, max_cost_usd=budgets.max_cost_usd or settings.budgets.max_cost_usd,
+              max_tokens=budgets.max_tokens or settings.budgets.max_tokens,
+              max_hours=budgets.max_hours or settings.budgets.max_hours,
               worker_backend=backend, check_command=(request.check_command or settings.check_command or None),
               start_commit=head)
     cycle, root = new_cycle(run.id, 1)
@@ -87,17 +86,6 @@ def start_run(store: Store, settings: CadreSettings, request: RunRequest) -> Run
     store.events.emit(run.id, "cycle_started", cycle=1, root_node_id=root.id)
     dispatch_planner(root)
     return run
-
-
-def repository_cache(store: Store, settings: CadreSettings, run: Run) -> BareCache:
-    """This host's bare cache of the run's repository, created if needed and freshly fetched.
-
-    Credentials in the repository URL are used for git's network commands only: the cache's config
-    holds the URL redacted, and this process masks them in everything it logs or shows.
-    """
-    url = store.runs.repo_url(run)
-    register_secret(*url_credentials(url))
-    return prepare_cache(settings.data_dir, url)
 
 
 def stop_run(store: Store, run_id: str) -> bool:
@@ -125,11 +113,25 @@ def node_tree(store: Store, run_id: str, items: list, usage: dict[str, float]) -
     return tree
 
 
+def item_view(item: WorkItem) -> dict:
+    """One work item in the status JSON, with its attempts (who ran each: host, Celery hostname, pid)."""
+    return {
+        "id": item.id, "title": item.title, "status": item.status.value, "cycle": item.cycle,
+        "attempt": item.attempt, "commit": item.handoff.commit if item.handoff else None,
+        "handoff": item.handoff.status.value if item.handoff else None,
+        "attempts": [{"number": a.number, "host": a.host, "celery_hostname": a.celery_hostname,
+                      "node": a.celery_hostname,  # the name before 0.2; kept for one release, to be removed
+                      "pid": a.pid, "start": a.started_at, "end": a.ended_at,
+                      "outcome": a.outcome.value if a.outcome else None} for a in item.attempts],
+    }
+
+
 def run_status(store: Store, run_id: str) -> dict:
-    """The run as the public status JSON: id, status, cycle, tasks, cost_usd, tokens and more."""
+    """The run as the public status JSON: id, status, cycle, items, cost_usd, tokens and more."""
     run = store.runs.get(run_id)
     usage = store.usage.totals(run_id)
     items = store.items.many(store.items.ids_of_run(run_id))
+    item_views = [item_view(item) for item in items]
     cycles = []
     for number in range(1, run.cycle + 1):
         try:
@@ -151,16 +153,8 @@ def run_status(store: Store, run_id: str) -> dict:
         "max_cycles": run.max_cycles,
         "created_at": run.created_at,
         "ended_at": run.ended_at,
-        "tasks": [
-            {
-                "id": item.id, "title": item.title, "status": item.status.value, "cycle": item.cycle,
-                "attempt": item.attempt, "commit": item.handoff.commit if item.handoff else None,
-                "handoff": item.handoff.status.value if item.handoff else None,
-                "attempts": [{"number": a.number, "host": a.host, "node": a.node, "pid": a.pid, "start": a.started_at,
-                              "end": a.ended_at, "outcome": a.outcome} for a in item.attempts],
-            }
-            for item in items
-        ],
+        "items": item_views,
+        "tasks": item_views,  # the name before 0.2; kept for one release, to be removed
         "cycles": cycles,
         "nodes": node_tree(store, run_id, items, usage),
         "cost_usd": round(usage.get("cost_usd", 0.0), 6),

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from orchestrator.git.cache import BareCache
+from orchestrator.git.names import safe_id
 from orchestrator.git.repo import push, reset_worktree, rev_sha, unlanded_tip
 from orchestrator.git.runner import GitError
-from orchestrator.git.trailers import safe_id
 
 logger = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ def run_demo(console: Console, timeout: float) -> int:
         console.print("Using the models configured in CADRE_*_MODEL.")
     else:
         from orchestrator.local.demo_model import policy
-        from orchestrator.local.scripted_model import ScriptedModelServer
+        from orchestrator.testing.scripted_model import ScriptedModelServer
 
         model_server = ScriptedModelServer(policy).start()
         env["CADRE_DEMO_MODEL_URL"] = model_server.base_url
@@ -129,7 +129,7 @@ def verdict_line(status: dict) -> str:
 def _summary(console: Console, status: dict, repo: Path, seconds: float, flower: str) -> None:
     commits = subprocess.run(["git", "-C", str(repo), "rev-list", "--count", "main"], capture_output=True,
                              text=True).stdout.strip()
-    landed = sum(1 for t in status["tasks"] if t["commit"])
+    landed = sum(1 for t in status["items"] if t["commit"])
     console.print(
         f"\n{verdict_line(status)} (sample project {escape(str(repo))})\n"
         f"run {status['id']} ended {status['status']} · cycles {status['cycle']} · items {len(status['tasks'])} "

@@ -1,6 +1,6 @@
 """A deterministic stand-in for an LLM, for trying Cadre without a model or an API key.
 
-Served by `python -m orchestrator.local.scripted_model --policy orchestrator.local.demo_model:policy` (and by
+Served by `python -m orchestrator.testing.scripted_model --policy orchestrator.local.demo_model:policy` (and by
 `cadre demo`). It is a demo, not an agent: it knows the sample project of
 `orchestrator.local.sample_project`, plans one work item per broken module, its workers write the fixed
 files, and its judge says done when the check command passed. Every answer is decided from the
@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from orchestrator.local.sample_project import FIXES
-from orchestrator.local.scripted_model import ScriptedReply, call, reply
+from orchestrator.testing.scripted_model import ScriptedReply, call, reply
 
 CONTENT_MARKER = "Content of {path}:\n"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess

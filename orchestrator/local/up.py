@@ -28,7 +28,7 @@ from orchestrator.untrusted.text import one_line
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-# Flower forgets a worker node this long after it went offline (restarts come back under the same name).
+# Flower forgets a Celery worker this long after it went offline (restarts come back under the same name).
 FLOWER_PURGE_OFFLINE_SECONDS = 600
 
 

@@ -1,7 +1,8 @@
 """The Celery application shared by every Cadre process: queues, routing, reliability settings.
 
 Tasks are named here by string only; their code lives in `planners/`, `workers/` and `judge/`,
-which a process imports according to its role.
+which a process imports according to its role. Their time limits are set here too, from the settings the
+app is made with (`task_annotations`), never read from the settings when a task module is imported.
 """
 
 from __future__ import annotations
@@ -9,21 +10,36 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
+from orchestrator.config.components import soft_limit_before
 from orchestrator.config.settings import CadreSettings, get_settings
 from orchestrator.queues.names import CHECK_BRANCH, EXECUTE_WORK_ITEM, JUDGE_CYCLE, PLAN_NODE, SWEEP_PENDING_REFS, TICK
 
-SOFT_LIMIT_MARGIN_SECONDS = 30
+# Branch checks run the check command, then report: their limit leaves it this much time on top.
+CHECK_REPORT_SECONDS = 120
+SWEEP_LIMIT_SECONDS = 600
 
 
-def time_limits(settings: CadreSettings, role: str) -> dict[str, int]:
-    """`soft_time_limit` and `time_limit` for a task of `role`, for the task decorator."""
-    hard = settings.role_setting(role, "time_limit_seconds")
-    return {"time_limit": hard, "soft_time_limit": max(hard - SOFT_LIMIT_MARGIN_SECONDS, 10)}
+def _limits(hard_seconds: int) -> dict[str, int]:
+    return {"time_limit": hard_seconds, "soft_time_limit": soft_limit_before(hard_seconds)}
+
+
+def task_time_limits(settings: CadreSettings) -> dict[str, dict[str, int]]:
+    """`time_limit` and `soft_time_limit` of every Cadre task, by task name, as Celery's `task_annotations`:
+    set on each task when it is bound to the app (they override the task decorator's)."""
+    tick_soft = max(int(settings.tick_seconds), 60)
+    return {
+        PLAN_NODE: _limits(settings.role("planner").time_limit_seconds),
+        EXECUTE_WORK_ITEM: _limits(settings.role("worker").time_limit_seconds),
+        JUDGE_CYCLE: _limits(settings.role("judge").time_limit_seconds),
+        TICK: {"time_limit": tick_soft + 30, "soft_time_limit": tick_soft},
+        CHECK_BRANCH: _limits(settings.check_timeout_seconds + CHECK_REPORT_SECONDS),
+        SWEEP_PENDING_REFS: _limits(SWEEP_LIMIT_SECONDS),
+    }
 
 
 def make_celery(settings: CadreSettings) -> Celery:
     """A Celery app configured for `settings`."""
-    app = Celery("cadre", broker=settings.redis_url, backend=settings.redis_url)
+    app = Celery("cadre", broker=settings.redis.url, backend=settings.redis.url)
     visibility = {"visibility_timeout": settings.visibility_timeout_seconds}
     app.conf.update(
         task_queues=[Queue("plan"), Queue("work"), Queue("judge")],
@@ -49,8 +65,9 @@ def make_celery(settings: CadreSettings) -> Celery:
         beat_schedule={"cadre-tick": {"task": TICK, "schedule": settings.tick_seconds,
                                       "options": {"queue": "judge", "expires": settings.tick_seconds}}},
         timezone="UTC",
+        task_annotations=task_time_limits(settings),
     )
-    if tls := settings.redis_ssl_options():
+    if tls := settings.redis.ssl_options():
         app.conf.update(broker_use_ssl=tls, redis_backend_use_ssl=tls)
     return app
 

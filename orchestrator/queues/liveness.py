@@ -1,8 +1,9 @@
-"""Who a Celery node is, and whether it is alive: stable node names, pings, and beat's heartbeat.
+"""Who a Celery worker is, and whether it is alive: stable hostnames, pings, and beat's heartbeat.
 
-A node is named `<role>@<host>` (or `<role>-<index>@<host>` when one host runs several processes of
-a role), so a restarted process comes back under its old name: Flower merges it with its past, and
-a healthcheck pings exactly its own node, never "any node that answers".
+A Celery worker's hostname is `<role>@<host>` (or `<role>-<index>@<host>` when one host runs several
+processes of a role), so a restarted process comes back under its old name: Flower merges it with its
+past, and a healthcheck pings exactly its own worker, never "any worker that answers". (In Cadre,
+"node" means a planner node only.)
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from celery.beat import PersistentScheduler
 BEAT_HEARTBEAT_FILE = "beat.heartbeat"
 
 
-def node_name(role: str, index: int | None = None, host: str | None = None) -> str:
-    """The Celery node name of a `cadre worker --role <role> [--index N]` process on `host` (this host)."""
+def celery_hostname(role: str, index: int | None = None, host: str | None = None) -> str:
+    """The Celery hostname of a `cadre worker --role <role> [--index N]` process on `host` (this host)."""
     suffix = f"-{index}" if index is not None else ""
     return f"{role}{suffix}@{host or socket.gethostname()}"
 
 
-def ping_node(app, name: str, timeout: float = 10.0) -> bool:
-    """Whether the node `name` itself answers a broadcast ping within `timeout` seconds."""
+def ping_worker(app, name: str, timeout: float = 10.0) -> bool:
+    """Whether the Celery worker `name` itself answers a broadcast ping within `timeout` seconds."""
     replies = app.control.ping(destination=[name], timeout=timeout)
     return any(name in reply for reply in replies)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.state.keys import Keys
 from orchestrator.state.metrics import observe_attempt
-from orchestrator.state.models import SETTLED_ITEM_STATUSES, Attempt, Handoff, ItemStatus, WorkItem, now
+from orchestrator.state.models import SETTLED_ITEM_STATUSES, Attempt, AttemptOutcome, Handoff, ItemStatus, WorkItem, now
 from orchestrator.state.nodes import NodeRecords
 from orchestrator.state.records import JsonRecords, TransitionRefused, UnknownRecord
 
@@ -17,11 +17,11 @@ return 0
 """
 
 
-def _ended(attempts: list[Attempt], outcome: str) -> list[Attempt]:
+def _ended(attempts: list[Attempt], outcome: AttemptOutcome) -> list[Attempt]:
     """`attempts` with the running (last) one ended now with `outcome`."""
     if not attempts or attempts[-1].ended_at is not None:
         return attempts
-    return [*attempts[:-1], attempts[-1].model_copy(update={"ended_at": now(), "outcome": outcome})]
+    return [*attempts[:-1], attempts[-1].model_copy(update={"ended_at": now(), "outcome": AttemptOutcome(outcome)})]
 
 
 def _observe_ended(pipe, item: WorkItem) -> None:
@@ -60,7 +60,8 @@ class ItemRecords:
         """Ids of every item of the run (all cycles), in creation order."""
         return list(self.redis.lrange(Keys.run_items(run_id), 0, -1))
 
-    def claim(self, item_id: str, lease_seconds: int, host: str = "", node: str = "", pid: int = 0) -> WorkItem | None:
+    def claim(self, item_id: str, lease_seconds: int, host: str = "", celery_hostname: str = "",
+              pid: int = 0) -> WorkItem | None:
         """Take a pending item: `running`, next attempt number (recorded with who runs it), lease set.
 
         None if the item is not pending (a duplicate or late delivery).
@@ -68,7 +69,7 @@ class ItemRecords:
         def change(item: WorkItem) -> WorkItem:
             if item.status is not ItemStatus.PENDING:
                 raise TransitionRefused(f"item {item_id} is {item.status}")
-            attempt = Attempt(number=item.attempt + 1, host=host, node=node, pid=pid)
+            attempt = Attempt(number=item.attempt + 1, host=host, celery_hostname=celery_hostname, pid=pid)
             return item.model_copy(update={"status": ItemStatus.RUNNING, "attempt": attempt.number,
                                            "started_at": attempt.started_at, "attempts": [*item.attempts, attempt]})
 
@@ -84,7 +85,7 @@ class ItemRecords:
         return bool(self._extend_if_held(keys=[Keys.lease(item_id)], args=[attempt, lease_seconds]))
 
     def settle(self, item_id: str, attempt: int, status: ItemStatus, handoff: Handoff,
-               outcome: str = "") -> WorkItem | None:
+               outcome: AttemptOutcome | None = None) -> WorkItem | None:
         """Settle a running attempt with its handoff and drop it from its node's pending set, atomically.
 
         None if the item is not running `attempt` (already settled or taken over): nothing is written.
@@ -95,7 +96,8 @@ class ItemRecords:
             if item.status is not ItemStatus.RUNNING or item.attempt != attempt:
                 raise TransitionRefused(f"item {item_id} is {item.status} at attempt {item.attempt}")
             return item.model_copy(update={"status": status, "handoff": handoff, "settled_at": now(),
-                                           "attempts": _ended(item.attempts, outcome or handoff.status.value)})
+                                           "attempts": _ended(item.attempts,
+                                                              outcome or AttemptOutcome(handoff.status.value))})
 
         def also(pipe, _old, new: WorkItem) -> None:
             pipe.srem(Keys.node_pending(new.node_id), item_id)
@@ -117,7 +119,8 @@ class ItemRecords:
 
         return self.records.transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
 
-    def requeue(self, item_id: str, attempt: int, interrupted: bool = False, outcome: str = "") -> WorkItem | None:
+    def requeue(self, item_id: str, attempt: int, interrupted: bool = False,
+                outcome: AttemptOutcome | None = None) -> WorkItem | None:
         """Put running `attempt` back to pending; None if not running it.
 
         The attempt counts as a failure (a crash, an error, a lost worker) unless it was `interrupted`
@@ -127,7 +130,8 @@ class ItemRecords:
             if item.status is not ItemStatus.RUNNING or item.attempt != attempt:
                 raise TransitionRefused(f"item {item_id} is {item.status} at attempt {item.attempt}")
             counter = "interruptions" if interrupted else "failures"
-            ended = _ended(item.attempts, outcome or ("interrupted" if interrupted else "error"))
+            ended = _ended(item.attempts,
+                           outcome or (AttemptOutcome.INTERRUPTED if interrupted else AttemptOutcome.ERROR))
             return item.model_copy(update={"status": ItemStatus.PENDING, counter: getattr(item, counter) + 1,
                                            "attempts": ended, "queued_at": now()})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 
 def _key(pattern: str) -> staticmethod:
     """A key builder: `pattern` with `{}` filled by the ids it is called with, in order."""
@@ -42,3 +44,16 @@ class Keys:
     item_transcripts = _key("cadre:item:{}:transcripts")
     metrics = _key("cadre:metrics")
     running_items = _key("cadre:items:running")
+    # The landing queue of one branch of one repository (`landing_branch` gives its id) and its lander.
+    landing_queue = _key("cadre:land:{}:queue")
+    landing_processing = _key("cadre:land:{}:processing")
+    lander_lock = _key("cadre:land:{}:lock")
+    lander_holder = _key("cadre:land:{}:lander")
+    lander_counts = _key("cadre:land:{}:counts")
+    lander_last_push = _key("cadre:land:{}:last_push")
+    landing_answer = _key("cadre:land:answer:{}:{}")
+
+    @staticmethod
+    def landing_branch(url: str, branch: str) -> str:
+        """The id of one branch of one repository in the landing keys (a digest: URLs hold any character)."""
+        return hashlib.sha256(f"{url}\n{branch}".encode()).hexdigest()[:16]

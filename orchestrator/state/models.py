@@ -6,7 +6,7 @@ import time
 import uuid
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
 def new_id(prefix: str) -> str:
@@ -33,9 +33,6 @@ class RunStatus(StrEnum):
     STOPPED = "stopped"
     FAILED = "failed"
     BUDGET_EXHAUSTED = "budget_exhausted"
-
-
-TERMINAL_RUN_STATUSES = frozenset(s for s in RunStatus if s is not RunStatus.RUNNING)
 
 
 class CycleStatus(StrEnum):
@@ -90,6 +87,11 @@ class Run(Contract):
     created_at: float = Field(default_factory=now)
     ended_at: float | None = None
     reason: str = ""
+
+    @property
+    def is_over(self) -> bool:
+        """Whether the run has ended (done, stopped, failed, out of budget or cycles): nothing new starts."""
+        return self.status is not RunStatus.RUNNING
 
 
 class Verdict(Contract):
@@ -146,20 +148,30 @@ class PlannerNode(Contract):
     started_at: float | None = None
 
 
-class Attempt(Contract):
-    """One execution of a work item: who ran it (host, Celery node, pid), when, and how it ended.
+class AttemptOutcome(StrEnum):
+    """How one attempt ended: its handoff's status, or how it stopped without a handoff of its own."""
 
-    `outcome` is the handoff's status (landed, no_change, rescued, failed), or `interrupted` (a
-    graceful stop), `lost` (its lease lapsed: the worker died) or `error`; None while it runs.
-    """
+    LANDED = "landed"
+    NO_CHANGE = "no_change"
+    RESCUED = "rescued"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # a graceful stop (shutdown): it does not use up an attempt
+    LOST = "lost"  # its lease lapsed: the worker died, froze or was cut off
+    ERROR = "error"  # an error in Cadre's own code around the agent
+
+
+class Attempt(Contract):
+    """One execution of a work item: who ran it (host, the Celery worker's hostname, pid), when, and how
+    it ended (`outcome`, None while it runs). Records written by earlier versions call the hostname `node`."""
 
     number: int
     host: str
-    node: str = ""
+    celery_hostname: str = Field(default="", validation_alias=AliasChoices("celery_hostname", "node"))
     pid: int = 0
     started_at: float = Field(default_factory=now)
     ended_at: float | None = None
-    outcome: str | None = None
+    outcome: AttemptOutcome | None = None
 
 
 # The structured notes of a handoff besides its summary (fields of `Handoff`, filled from what an agent wrote).

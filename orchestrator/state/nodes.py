@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import redis
 
 from orchestrator.state.keys import Keys
 from orchestrator.state.models import NodeStatus, PlannerNode, now
 from orchestrator.state.records import JsonRecords, TransitionRefused
+
+
+class NodeSettling(Enum):
+    """What `settle_or_wake` did to a node whose children may all have settled."""
+
+    WOKEN = "woken"  # back to pending for a follow-up round
+    SETTLED = "settled"  # done or failed, out of its parent's pending set
+    UNCHANGED = "unchanged"  # not complete yet, or someone else acted first
 
 
 class NodeRecords:
@@ -53,13 +63,13 @@ class NodeRecords:
 
         return self.records.transition_or_none(Keys.node(node_id), PlannerNode, change) is not None
 
-    def settle_or_wake(self, node_id: str, max_rounds: int, may_wake: bool = True) -> str | None:
+    def settle_or_wake(self, node_id: str, max_rounds: int, may_wake: bool = True) -> NodeSettling:
         """For a waiting node whose children all settled: wake it for a follow-up round, or settle it.
 
         It wakes (back to `pending`, next round) if its last round created children and rounds are
         left; otherwise it settles (`done`, or `failed` if its planner failed) and leaves its parent's
-        pending set in the same transaction. Returns "woken", "settled", or None (not complete, or
-        someone else acted); exactly one caller gets the non-None answer.
+        pending set in the same transaction. Returns WOKEN, SETTLED, or UNCHANGED (not complete, or
+        someone else acted); exactly one caller gets WOKEN or SETTLED.
         """
         pending_key = Keys.node_pending(node_id)
 
@@ -78,8 +88,8 @@ class NodeRecords:
         node = self.records.transition_or_none(Keys.node(node_id), PlannerNode, change, extra_watch=(pending_key,),
                                         also=also)
         if node is None:
-            return None
-        return "woken" if node.status is NodeStatus.PENDING else "settled"
+            return NodeSettling.UNCHANGED
+        return NodeSettling.WOKEN if node.status is NodeStatus.PENDING else NodeSettling.SETTLED
 
     def add_child(self, parent_id: str, child_id: str, child_key: str, child_json: str, cycle_list: str,
                   cycle_limit: int, fan_out_limit: int | None = None, extra: dict[str, str] | None = None) -> str:

@@ -43,7 +43,7 @@ def connect(url: str, patient: bool = False, tls: dict | None = None) -> redis.R
 
     A `patient` client (for long-running processes) retries every command through connection
     errors for about two minutes, so a Redis restart pauses Cadre instead of failing it. `tls`
-    holds redis-py's certificate options for a `rediss://` URL (`CadreSettings.redis_ssl_options`).
+    holds redis-py's certificate options for a `rediss://` URL (`settings.redis.ssl_options()`).
     """
     options: dict = dict(decode_responses=True, socket_connect_timeout=3, socket_timeout=30, health_check_interval=30,
                          **(tls or {}))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from orchestrator.state.events import EventLog
 from orchestrator.state.keys import Keys
 from orchestrator.state.models import (
-    TERMINAL_RUN_STATUSES,
     Cycle,
     CycleStatus,
     PlannerNode,
@@ -74,7 +73,7 @@ class RunRecords:
             retention_seconds: int | None = RUN_RETENTION_SECONDS) -> bool:
         """Move a running run to terminal `status`; False if it had already ended (first one wins)."""
         def change(run: Run) -> Run:
-            if run.status in TERMINAL_RUN_STATUSES:
+            if run.is_over:
                 raise TransitionRefused(f"run {run_id} already {run.status}")
             return run.model_copy(update={"status": status, "reason": reason, "ended_at": now()})
 
@@ -106,7 +105,7 @@ class RunRecords:
     def advance_cycle(self, run_id: str, from_cycle: int, cycle: Cycle, root: PlannerNode) -> bool:
         """Advance a running run from `from_cycle` to `cycle` once; False if someone already did."""
         def change(run: Run) -> Run:
-            if run.status is not RunStatus.RUNNING or run.cycle != from_cycle:
+            if run.is_over or run.cycle != from_cycle:
                 raise TransitionRefused(f"run {run_id} is not at cycle {from_cycle}")
             return run.model_copy(update={"cycle": cycle.number})
 

@@ -45,7 +45,7 @@ def get_store(patient: bool = True) -> Store:
     from orchestrator.config.settings import get_settings
 
     settings = get_settings()
-    store = Store(connect(settings.redis_url, patient=patient, tls=settings.redis_ssl_options()),
+    store = Store(connect(settings.redis.url, patient=patient, tls=settings.redis.ssl_options()),
                   settings.transcript_max_bytes, int(settings.transcript_retention_days * 86400))
     if patient:
         _store = store

@@ -13,7 +13,7 @@ import re
 
 import redis
 
-from orchestrator.local.scripted_model import ScriptedReply, call, reply
+from orchestrator.testing.scripted_model import ScriptedReply, call, reply
 from tests.integration.policies import prompt, tool_names, tool_results, write_files_worker
 
 # Run name (in the goal: "TRUST <name>") -> the titles its planner creates, one list per round.

@@ -7,7 +7,7 @@ import re
 import threading
 import time
 
-from orchestrator.local.scripted_model import ScriptedReply, call, reply
+from orchestrator.testing.scripted_model import ScriptedReply, call, reply
 
 
 def tool_names(request: dict) -> set[str]:

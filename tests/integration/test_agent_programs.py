@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.local.scripted_model import ScriptedModelServer, ScriptedReply, call, reply
+from orchestrator.testing.scripted_model import ScriptedModelServer, ScriptedReply, call, reply
 from tests.integration.policies import prompt, single_item_plan, tool_names, tool_results
 from tests.integration.test_cycle import run_and_wait, start_stack
 from tests.services import git
@@ -83,7 +83,7 @@ def with_mini(base):
 
 def landed_files(remote: Path, run_status: dict) -> set[str]:
     files = set()
-    for task in run_status["tasks"]:
+    for task in run_status["items"]:
         if task["commit"]:
             files |= set(git("show", "--name-only", "--format=", task["commit"], cwd=remote).split())
     return files
@@ -99,14 +99,14 @@ def test_mini_swe_agent_runs_three_items_in_parallel(cadre, remote, store, mini_
         mini_calls = sum(tool_names(r) == {"bash"} for r in server.requests)
     assert result.returncode == 0 and status["status"] == "done", f"{result.stderr}\n{stack.logs()[-3000:]}"
     assert landed_files(remote, status) == {f"mini{k}.txt" for k in range(3)}, \
-        [store.items.get(t["id"]).handoff for t in status["tasks"]]
+        [store.items.get(t["id"]).handoff for t in status["items"]]
     for k in range(3):
         assert git("show", f"main:mini{k}.txt", cwd=remote) == f"from mini {k}"
     assert mini_calls >= 6 and status["usage_by_role"]["worker"]["tokens"] == 1050 * mini_calls
     assert status["usage_unreported_calls"] == 0
-    handoffs = [store.items.get(t["id"]).handoff for t in status["tasks"]]
+    handoffs = [store.items.get(t["id"]).handoff for t in status["items"]]
     assert all(h.summary.startswith("mini did write") and h.usage_reported for h in handoffs)
-    attempts = [a for t in status["tasks"] for a in t["attempts"]]
+    attempts = [a for t in status["items"] for a in t["attempts"]]
     assert len({a["pid"] for a in attempts}) == 3, "three workers ran them"
 
 
@@ -130,7 +130,7 @@ def test_an_agent_at_its_limit_hands_off_partial_and_a_continuation_lands(cadre,
                             PATH=f"{mini_bin}:{os.environ['PATH']}")
         result, run_id, status = run_and_wait(stack, remote, "Grow a file.")
     assert result.returncode == 0, f"{result.stderr}\n{stack.logs()[-3000:]}"
-    first, second = (store.items.get(t["id"]) for t in status["tasks"])
+    first, second = (store.items.get(t["id"]) for t in status["items"])
     assert first.handoff.status.value == "partial" and first.status.value == "failed" and not first.handoff.commit
     assert first.handoff.rescue_branch == f"cadre/rescue/{first.id}/1" and "its step or cost limit" in first.handoff.summary
     assert git("show", f"{first.handoff.rescue_branch}:progress.txt", cwd=remote) == "step\nstep\nstep"
@@ -145,7 +145,7 @@ def test_claude_codes_report_is_read_and_its_artifacts_never_committed(cadre, re
         stack = start_stack(cadre, server, CADRE_WORKER_BACKEND="claude-code", PATH=path)
         result, run_id, status = run_and_wait(stack, remote, "Claude Code's turn.")
     assert result.returncode == 0, f"{result.stderr}\n{stack.logs()[-3000:]}"
-    done, limited = (store.items.get(t["id"]) for t in status["tasks"])
+    done, limited = (store.items.get(t["id"]) for t in status["items"])
     assert done.handoff.summary == "wrote claude.txt with scripted", "its own result, model passed its way"
     assert landed_files(remote, status) == {"claude.txt"}, ".claude/settings.local.json is never committed"
     assert limited.handoff.status.value == "partial" and "turn limit" in limited.handoff.summary
@@ -160,7 +160,7 @@ def test_codexs_events_are_read_and_its_tokens_priced(cadre, remote, store, stan
                             CADRE_WORKER_PRICE_PER_MTOK="[1, 2]")
         result, run_id, status = run_and_wait(stack, remote, "Codex's turn.")
     assert result.returncode == 0, f"{result.stderr}\n{stack.logs()[-3000:]}"
-    [task] = status["tasks"]
+    [task] = status["items"]
     assert store.items.get(task["id"]).handoff.summary == "wrote codex.txt with scripted"
     # Codex reports tokens only: priced at the configured $1 / $2 per million tokens.
     assert status["usage_by_role"]["worker"] == {"tokens": 2100, "cost_usd": round((2000 * 1 + 100 * 2) / 1e6, 6)}

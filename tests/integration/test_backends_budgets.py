@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.local.scripted_model import ScriptedError, ScriptedModelServer, call, reply
 from orchestrator.state.models import RunStatus
+from orchestrator.testing.scripted_model import ScriptedError, ScriptedModelServer, call, reply
 from tests.conftest import wait_until
 from tests.integration.policies import single_item_plan, tool_names, tool_results
 from tests.integration.test_cli_errors import assert_one_line_error
@@ -27,7 +27,7 @@ def test_external_agent_lands_a_commit_with_its_handoff(cadre, remote, store, sa
         result, run_id, status = run_and_wait(stack, remote, "Use the external agent.")
         assert not any("write_file" in tool_names(r) for r in server.requests), "no builtin worker ran"
     assert result.returncode == 0, f"{result.stderr}\n{stack.logs()}"
-    [task] = status["tasks"]
+    [task] = status["items"]
     handoff = store.items.get(task["id"]).handoff
     assert task["commit"], f"{status}\n{store.items.get(task['id'])}\n{stack.logs()}"
     assert handoff.summary == "fake agent wrote ext.txt" and handoff.findings == "it is fake; its model answered 200"
@@ -65,7 +65,7 @@ def test_cost_budget_ends_the_run_and_nothing_is_dispatched_after(cadre, remote,
     late = [e.type for e in events[ended:] if e.type in {"item_created", "item_claimed", "node_started", "node_created"}]
     assert late == [], late
     # Agents that were running stop at their next step: every item settles soon after the end.
-    wait_until(lambda: all(store.items.get(t["id"]).status.value in {"done", "failed"} for t in status["tasks"]), 60,
+    wait_until(lambda: all(store.items.get(t["id"]).status.value in {"done", "failed"} for t in status["items"]), 60,
                "items still running after the budget ended the run")
 
 
@@ -84,7 +84,7 @@ def test_rate_limit_is_retried(cadre, remote, store):
         stack = start_stack(cadre, server, CADRE_MODEL_RETRIES="2")
         result, run_id, status = run_and_wait(stack, remote, "Survive a rate limit.")
     assert result.returncode == 0, f"{result.stderr}\n{stack.logs()}"
-    assert status["tasks"][0]["commit"] and calls["worker"] >= 3
+    assert status["items"][0]["commit"] and calls["worker"] >= 3
 
 
 def test_auth_error_stops_the_run_with_one_clear_line(cadre, remote, store):
@@ -140,7 +140,7 @@ def test_the_builtin_agent_at_its_step_limit_hands_off_partial_never_done(cadre,
     with ScriptedModelServer(policy) as server:
         stack = start_stack(cadre, server, CADRE_WORKER_MAX_STEPS="3")
         result, run_id, status = run_and_wait(stack, remote, "Run out of steps.")
-    [task] = status["tasks"]
+    [task] = status["items"]
     handoff = store.items.get(task["id"]).handoff
     assert task["status"] == "failed" and task["commit"] is None and handoff.status.value == "partial"
     assert "its step limit (3 steps)" in handoff.summary and handoff.rescue_branch == f"cadre/rescue/{task['id']}/1"

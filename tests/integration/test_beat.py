@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.local.scripted_model import ScriptedModelServer
 from orchestrator.state.models import RunStatus
+from orchestrator.testing.scripted_model import ScriptedModelServer
 from tests.conftest import wait_until
 from tests.integration.policies import single_item_plan
 

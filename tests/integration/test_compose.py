@@ -123,8 +123,9 @@ def test_compose_files_and_manifests_are_valid():
     assert job["spec"]["scalingStrategy"]["multipleScalersCalculation"] == "sum"
     assert any(d["kind"] == "Secret" for d in manifests)
     example = (ROOT / ".env.example").read_text()
-    for field in CadreSettings.model_fields:
-        assert f"CADRE_{field.upper()}=" in example, f"{field} missing from .env.example"
+    for name, field in CadreSettings.model_fields.items():
+        variable = field.validation_alias if isinstance(field.validation_alias, str) else f"CADRE_{name.upper()}"
+        assert f"{variable}=" in example, f"{variable} missing from .env.example"
 
 
 def local_command(command: list[str], data_dir: Path) -> tuple[list[str], list[str]]:

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from orchestrator.local.scripted_model import ScriptedModelServer
+from orchestrator.testing.scripted_model import ScriptedModelServer
 from tests.integration.policies import TwoCyclePlan, single_item_plan, tool_names, tool_results
 from tests.services import git
 

@@ -14,9 +14,10 @@ import pytest
 
 from orchestrator.git.repo import commit_all
 from orchestrator.git.workspace import prepare_cache, worktree_slot
+from orchestrator.landing.lander import Lander, LandingRequest, pending_ref
+from orchestrator.landing.queue import submit
 from orchestrator.state.keys import Keys
 from tests.services import git, make_remote
-from workers.landing_queue import Lander, LandingRequest, pending_ref, queue_key, submit
 
 pytestmark = pytest.mark.integration
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -94,7 +95,7 @@ def test_outside_push_is_refetched_and_the_batch_redone(setup, tmp_path):
     worktree, sha = commit_in_slot(cache, "item-o", "o.txt", "o\n")
     other = tmp_path / "other"
     git("clone", str(remote), str(other))
-    store.redis.set(f"{queue_key(cache.public_url, 'main')}:last_push", time.time())  # the lander waits 2 s to push
+    store.redis.set(Keys.lander_last_push(Keys.landing_branch(cache.public_url, 'main')), time.time())  # the lander waits 2 s to push
     result = {}
     thread = threading.Thread(target=lambda: result.update(a=submit(store, cache, worktree, "main", "item-o", 1, sha, 2.0)))
     thread.start()
@@ -114,7 +115,7 @@ from pathlib import Path
 from orchestrator.state.records import connect
 from orchestrator.state.store import Store
 from orchestrator.git.cache import BareCache
-from workers.landing_queue import Lander
+from orchestrator.landing.lander import Lander
 store = Store(connect(sys.argv[1]))
 Lander(store, BareCache(Path(sys.argv[2]), sys.argv[3]), "main", push_interval=float(sys.argv[4]),
        lock_seconds=float(sys.argv[5]) if len(sys.argv) > 5 else 60).drain_if_free()
@@ -125,38 +126,38 @@ def enqueue(store, cache, worktree, sha, item_id=None):
     item_id = item_id or git("log", "-1", "--format=%(trailers:key=Cadre-Item,valueonly)", sha, cwd=worktree).strip()
     ref = pending_ref(item_id, 1)
     git("push", "-f", cache.url, f"{sha}:{ref}", cwd=worktree)
-    store.redis.rpush(f"{queue_key(cache.public_url, 'main')}:queue", json.dumps(LandingRequest(item_id, 1, sha, ref).__dict__))
+    store.redis.rpush(Keys.landing_queue(Keys.landing_branch(cache.public_url, 'main')), json.dumps(LandingRequest(item_id, 1, sha, ref).__dict__))
 
 
 def test_lander_killed_mid_batch_loses_nothing_and_lands_nothing_twice(setup, redis_url):
     remote, cache, store = setup
-    key = queue_key(cache.public_url, "main")
+    key = Keys.landing_branch(cache.public_url, "main")
     items = [f"item-k{k}" for k in range(5)]
     for k, item_id in enumerate(items):
         hold_lease(store, item_id)
         worktree, sha = commit_in_slot(cache, item_id, f"k{k}.txt", f"{k}\n")
         enqueue(store, cache, worktree, sha, item_id)
-    store.redis.set(f"{key}:last_push", time.time())  # the lander will wait before its push: kill it then
+    store.redis.set(Keys.lander_last_push(key), time.time())  # the lander will wait before its push: kill it then
     lander = subprocess.Popen([sys.executable, "-c", LANDER_SCRIPT, redis_url, str(cache.root), cache.url, "30"],
                               env={**os.environ, "PYTHONPATH": ROOT}, start_new_session=True)
     deadline = time.monotonic() + 60
-    while store.redis.llen(f"{key}:processing") < len(items) and time.monotonic() < deadline:
+    while store.redis.llen(Keys.landing_processing(key)) < len(items) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)
     os.killpg(lander.pid, signal.SIGKILL)
     lander.wait()
-    assert trailers_on_main(remote) == [] and store.redis.llen(f"{key}:processing") == len(items)
+    assert trailers_on_main(remote) == [] and store.redis.llen(Keys.landing_processing(key)) == len(items)
     # Simulate the other crash point too: the first item had reached the branch before the kill.
     with worktree_slot(cache, "t-manual", "refs/remotes/origin/main") as worktree:
         (worktree / "k0.txt").write_text("0\n")
         commit_all(worktree, "item-k0\n\nCadre-Item: item-k0", "Ann Author", "ann@example.com")
         git("push", cache.url, "HEAD:refs/heads/main", cwd=worktree)
-    store.redis.delete(f"{key}:lock")  # the dead lander's lock expires
-    store.redis.delete(f"{key}:last_push")
+    store.redis.delete(Keys.lander_lock(key))  # the dead lander's lock expires
+    store.redis.delete(Keys.lander_last_push(key))
     assert Lander(store, cache, "main").drain_if_free() == len(items)
     assert sorted(trailers_on_main(remote)) == sorted(items), "each item exactly once"
     for item_id in items:
-        answer = json.loads(store.redis.lpop(f"cadre:land:answer:{item_id}:1"))
+        answer = json.loads(store.redis.lpop(Keys.landing_answer(item_id, 1)))
         assert answer["status"] == "landed"
 
 
@@ -168,9 +169,9 @@ def start_lander(redis_url, cache, push_interval: float, lock_seconds: float = 6
 
 def wait_in_flight(store, key: str, count: int) -> None:
     deadline = time.monotonic() + 60
-    while store.redis.llen(f"{key}:processing") < count and time.monotonic() < deadline:
+    while store.redis.llen(Keys.landing_processing(key)) < count and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert store.redis.llen(f"{key}:processing") == count
+    assert store.redis.llen(Keys.landing_processing(key)) == count
 
 
 def test_a_lander_stalled_past_its_lock_never_undoes_its_successors(setup, redis_url):
@@ -178,25 +179,25 @@ def test_a_lander_stalled_past_its_lock_never_undoes_its_successors(setup, redis
     A's requests; C takes a new request and dies with it; then A wakes up. A must not answer, push or
     delete anything any more: the next lander finds C's request and everything lands exactly once."""
     remote, cache, store = setup
-    key = queue_key(cache.public_url, "main")
+    key = Keys.landing_branch(cache.public_url, "main")
     first = [f"item-s{k}" for k in range(3)]
     for k, item_id in enumerate(first):
         hold_lease(store, item_id)
         enqueue(store, cache, *commit_in_slot(cache, item_id, f"s{k}.txt", f"{k}\n"))
     # A waits about 8 s before its push: freeze it then, once its fetches (which hold the host's cache
     # lock, that B needs) are surely over.
-    store.redis.set(f"{key}:last_push", time.time() + 5)
+    store.redis.set(Keys.lander_last_push(key), time.time() + 5)
     lander_a = start_lander(redis_url, cache, push_interval=3, lock_seconds=2)
     wait_in_flight(store, key, 3)
     time.sleep(1.5)
     os.killpg(lander_a.pid, signal.SIGSTOP)
     time.sleep(2.5)  # A's lock lapses while it is frozen
-    store.redis.delete(f"{key}:last_push")
+    store.redis.delete(Keys.lander_last_push(key))
     assert Lander(store, cache, "main", lock_seconds=2).drain_if_free() == 3
     assert sorted(trailers_on_main(remote)) == sorted(first)
     hold_lease(store, "item-late")
     enqueue(store, cache, *commit_in_slot(cache, "item-late", "late.txt", "late\n"))
-    store.redis.set(f"{key}:last_push", time.time())
+    store.redis.set(Keys.lander_last_push(key), time.time())
     lander_c = start_lander(redis_url, cache, push_interval=30, lock_seconds=2)
     wait_in_flight(store, key, 1)
     os.killpg(lander_c.pid, signal.SIGKILL)  # C dies with item-late in flight
@@ -204,19 +205,19 @@ def test_a_lander_stalled_past_its_lock_never_undoes_its_successors(setup, redis
     os.killpg(lander_a.pid, signal.SIGCONT)
     assert lander_a.wait(timeout=60) == 0
     time.sleep(2.5)  # C's lock lapses
-    store.redis.delete(f"{key}:last_push")
+    store.redis.delete(Keys.lander_last_push(key))
     Lander(store, cache, "main", lock_seconds=2).drain_if_free()
     assert sorted(trailers_on_main(remote)) == sorted([*first, "item-late"]), "each item exactly once"
     for item_id in [*first, "item-late"]:
-        answers = [json.loads(a)["status"] for a in store.redis.lrange(f"cadre:land:answer:{item_id}:1", 0, -1)]
+        answers = [json.loads(a)["status"] for a in store.redis.lrange(Keys.landing_answer(item_id, 1), 0, -1)]
         assert answers and set(answers) == {"landed"}, (item_id, answers)
     assert git("for-each-ref", "refs/cadre/pending", cwd=remote) == "", "answered requests' refs are deleted"
 
 
 def test_the_sweeper_deletes_pending_refs_nobody_waits_for(setup):
     remote, cache, store = setup
+    from orchestrator.landing.lander import sweep_pending_refs
     from orchestrator.state.models import Handoff, HandoffStatus, ItemStatus, WorkItem
-    from workers.landing_queue import sweep_pending_refs
 
     running = WorkItem(id="item-run", run_id="r", cycle=1, node_id="n", title="t", instructions="i",
                        status=ItemStatus.RUNNING, attempt=2)
@@ -234,7 +235,7 @@ def test_the_sweeper_deletes_pending_refs_nobody_waits_for(setup):
 
 
 def test_workers_land_through_the_queue_on_the_real_stack(cadre, remote):
-    from orchestrator.local.scripted_model import ScriptedModelServer
+    from orchestrator.testing.scripted_model import ScriptedModelServer
     from tests.integration.policies import single_item_plan
     from tests.integration.test_cycle import remote_log, run_and_wait, start_stack
 
@@ -245,7 +246,7 @@ def test_workers_land_through_the_queue_on_the_real_stack(cadre, remote):
         stack = start_stack(cadre, server, workers=3, CADRE_INTEGRATION="queue")
         result, run_id, status = run_and_wait(stack, remote, "Land through the queue.")
     assert result.returncode == 0, f"{result.stderr}\n{stack.logs()}"
-    landed = [t for t in status["tasks"] if t["commit"]]
+    landed = [t for t in status["items"] if t["commit"]]
     assert len(landed) == 4 and len(remote_log(remote)) == 5
     text = git("show", "main:shared.txt", cwd=remote)
     assert "three" in text and "four" in text

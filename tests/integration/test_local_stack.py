@@ -121,7 +121,7 @@ def test_health_pings_only_its_own_node_and_a_frozen_one_fails(cadre):
 def test_a_worker_with_max_tasks_serves_one_item_and_exits(cadre, remote, store):
     """`cadre worker --max-tasks 1` (a Kubernetes Job per item) takes one item, lands it, exits 0; the other
     item waits for the next such worker (the first job prefork, the second with its agent in its one process)."""
-    from orchestrator.local.scripted_model import ScriptedModelServer
+    from orchestrator.testing.scripted_model import ScriptedModelServer
     from tests.integration.policies import single_item_plan
     from tests.integration.test_reliability import start_run, wait_done
 

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from orchestrator.local.faults import drop_waiting
-from orchestrator.local.scripted_model import ScriptedModelServer
 from orchestrator.queues.inspection import waiting_args
 from orchestrator.queues.names import EXECUTE_WORK_ITEM, PLAN_NODE
+from orchestrator.testing.faults import drop_waiting
+from orchestrator.testing.scripted_model import ScriptedModelServer
 from tests.conftest import wait_until
 from tests.integration.policies import single_item_plan, tool_names
 from tests.integration.test_reliability import commits_with_trailer, start_run, wait_done

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator.local.scripted_model import ScriptedModelServer
+from orchestrator.testing.scripted_model import ScriptedModelServer
 from tests.conftest import wait_until
 from tests.integration.policies import Gate, single_item_plan
 from tests.integration.test_cycle import run_and_wait, start_stack
@@ -54,12 +54,14 @@ def test_trace_reads_transcripts_from_any_machine_even_after_their_host_died(cad
     assert whole.returncode == 0 and f"worker-{item_id}-1" in whole.stdout and f"worker-{item_id}-2" in whole.stdout
     assert "finish" in whole.stdout and "done as asked" in whole.stdout
     status = json.loads(viewer.cli("status", run_id, "--json").stdout)
-    [task] = status["tasks"]
+    [task] = status["items"]
+    assert status["tasks"] == status["items"], "`tasks` stays an alias of `items` for one release"
     first, second = task["attempts"]
     assert first["outcome"] == "lost" and second["outcome"] == "landed"
-    assert all(a["host"] and a["node"].startswith("worker-") and a["end"] > a["start"] for a in (first, second))
+    assert all(a["host"] and a["celery_hostname"].startswith("worker-") and a["node"] == a["celery_hostname"]
+               and a["end"] > a["start"] for a in (first, second))
     report = viewer.cli("report", run_id).stdout
-    assert f"| {item_id} | 1 | {first['host']} | {first['node']} |" in report and "| lost |" in report
+    assert f"| {item_id} | 1 | {first['host']} | {first['celery_hostname']} |" in report and "| lost |" in report
 
 
 def scrape(url: str, auth: str | None = None) -> dict:
@@ -92,7 +94,7 @@ def test_metrics_match_the_run_and_the_dashboard_queries_exist(cadre, remote, st
     finally:
         metrics.stop()
         flower.stop()
-    landed = sum(1 for t in status["tasks"] if t["commit"])
+    landed = sum(1 for t in status["items"] if t["commit"])
     assert value(ours, "cadre_runs", status="done") == 1 and landed == 2
     assert value(ours, "cadre_landings") == landed and value(ours, "cadre_rescues") == 0
     for role, usage in status["usage_by_role"].items():

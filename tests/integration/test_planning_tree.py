@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from orchestrator.local.scripted_model import ScriptedModelServer, call
+from orchestrator.testing.scripted_model import ScriptedModelServer, call
 from tests.integration.policies import prompt, tool_names
 from tests.integration.test_cycle import remote_log, run_and_wait, start_stack
 from tests.integration.tree_policies import CheckDrivenPlan, TreePlan, area_of, planner_round
@@ -36,7 +36,7 @@ def test_three_level_tree_wakes_every_node_once_with_its_childrens_handoffs(cadr
     assert result.returncode == 0, f"{result.stderr}\n{stack.logs()}"
     nodes = {n["id"]: n for n in status["nodes"]}
     assert sorted(n["depth"] for n in nodes.values()) == [0, 1, 1, 2]
-    assert len(status["tasks"]) == 6 and all(t["commit"] for t in status["tasks"]), json.dumps(status["nodes"], indent=1) + stack.logs()[-3000:]
+    assert len(status["items"]) == 6 and all(t["commit"] for t in status["items"]), json.dumps(status["nodes"], indent=1) + stack.logs()[-3000:]
     assert len(remote_log(remote)) == 7
     events = store.events.read(run_id)
     woken = Counter(e.data["node_id"] for e in events if e.type == "node_woken")
@@ -45,10 +45,10 @@ def test_three_level_tree_wakes_every_node_once_with_its_childrens_handoffs(cadr
     for node in nodes.values():
         mentioned = set(re.findall(r"(?:work item|sub-planner) ((?:item|node)-\w+)", wakeups[node["area"]]))
         assert mentioned == set(store.nodes.child_ids(node["id"])), node["area"]
-    for task in status["tasks"]:
+    for task in status["items"]:
         assert task["id"] in judge_prompt
         assert store.items.get(task["id"]).handoff.findings == "the tree works"
-    items = [store.items.get(t["id"]) for t in status["tasks"]]
+    items = [store.items.get(t["id"]) for t in status["items"]]
     assert any(a.started_at < b.settled_at and b.started_at < a.settled_at
                for a in items for b in items if a.id < b.id), "items ran in parallel"
 
@@ -65,7 +65,7 @@ def test_bounds_and_duplicates_answer_with_observations(cadre, remote, store):
     assert any("may nest 1 levels deep" in o for o in observations)
     assert any(o.startswith("error: refused: this repeats work item item-") for o in observations)
     assert sorted(n["depth"] for n in status["nodes"]) == [0, 1]
-    assert len([t for t in status["tasks"] if t["title"] == "write x.txt: same"]) == 1
+    assert len([t for t in status["items"] if t["title"] == "write x.txt: same"]) == 1
 
 
 def test_failing_check_reaches_the_next_rounds_planner(cadre, remote, store):

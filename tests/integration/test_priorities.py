@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.local.scripted_model import ScriptedModelServer, call, reply
 from orchestrator.queues.inspection import waiting_args
 from orchestrator.queues.names import EXECUTE_WORK_ITEM
+from orchestrator.testing.scripted_model import ScriptedModelServer, call, reply
 from tests.conftest import wait_until
 from tests.integration.policies import tool_names, tool_results, write_files_worker
 from tests.integration.test_reliability import start_run, wait_done

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import pytest
 
 from orchestrator.config.settings import CadreSettings
-from orchestrator.local.scripted_model import ScriptedModelServer
 from orchestrator.queues.app import make_celery
 from orchestrator.queues.names import EXECUTE_WORK_ITEM
 from orchestrator.state.models import RunStatus
 from orchestrator.state.records import connect
 from orchestrator.state.store import Store
+from orchestrator.testing.scripted_model import ScriptedModelServer
 from tests.conftest import wait_until
 from tests.integration.policies import Gate, keep_both_sides_on_conflict, single_item_plan
 from tests.services import RedisServer, git
@@ -114,7 +114,7 @@ def rescue_branches(remote, item_id: str) -> list[str]:
 
 
 def wait_done(store, run_id, stack, timeout=120):
-    wait_until(lambda: store.runs.get(run_id).status is not RunStatus.RUNNING, timeout,
+    wait_until(lambda: store.runs.get(run_id).is_over, timeout,
                f"run did not end\n{stack.logs()}")
     assert store.runs.get(run_id).status is RunStatus.DONE, stack.logs()
 
@@ -224,8 +224,8 @@ def test_graceful_stops_do_not_use_up_attempts(cadre, remote, store):
     item = store.items.get(item_id)
     assert item.attempt == 4 and item.handoff.commit
     assert [a.outcome for a in item.attempts] == ["interrupted"] * 3 + ["landed"]
-    assert all(a.host and a.node.startswith("worker-") and a.ended_at for a in item.attempts)
-    assert len({a.node for a in item.attempts}) == 4, "each stopped worker handed the item to another"
+    assert all(a.host and a.celery_hostname.startswith("worker-") and a.ended_at for a in item.attempts)
+    assert len({a.celery_hostname for a in item.attempts}) == 4, "each stopped worker handed the item to another"
     assert commits_with_trailer(remote, item_id) == [item.handoff.commit]
     requeued = [e for e in store.events.read(run.run_id) if e.type == "item_requeued"]
     assert len(requeued) == 3

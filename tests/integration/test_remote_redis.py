@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.local.scripted_model import ScriptedModelServer
 from orchestrator.state.models import RunStatus
 from orchestrator.state.records import StoreUnavailable, connect
 from orchestrator.state.store import Store
+from orchestrator.testing.scripted_model import ScriptedModelServer
 from tests.integration.policies import single_item_plan
 from tests.services import RedisServer, git
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from orchestrator.local.scripted_model import ScriptedModelServer
+from orchestrator.testing.scripted_model import ScriptedModelServer
 from tests.git_http import GitHttpServer
 from tests.integration.policies import single_item_plan
 from tests.services import git

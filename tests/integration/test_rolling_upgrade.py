@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.local.scripted_model import ScriptedModelServer
 from orchestrator.state.keys import Keys
+from orchestrator.testing.scripted_model import ScriptedModelServer
 from tests.integration.policies import single_item_plan
 from tests.integration.test_cycle import run_and_wait
 

@@ -10,8 +10,8 @@ import pytest
 import redis
 import yaml
 
-from orchestrator.local.escape_model import ESCAPES, escape_results, policy, summary_line
-from orchestrator.local.scripted_model import ScriptedModelServer
+from orchestrator.testing.escape_model import ESCAPES, escape_results, policy, summary_line
+from orchestrator.testing.scripted_model import ScriptedModelServer
 from tests.services import RedisServer, git, make_remote
 
 pytestmark = pytest.mark.integration

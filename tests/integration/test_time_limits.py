@@ -7,11 +7,17 @@ import time
 
 import pytest
 
-from orchestrator.local.scripted_model import ScriptedModelServer, call, reply
+from orchestrator.testing.scripted_model import ScriptedModelServer, call, reply
 from tests.conftest import wait_until
 from tests.integration.policies import Gate, single_item_plan, tool_names, tool_results
-from tests.integration.test_reliability import (claim_of, commits_with_trailer, process_running, start,
-                                                start_run, wait_done)
+from tests.integration.test_reliability import (
+    claim_of,
+    commits_with_trailer,
+    process_running,
+    start,
+    start_run,
+    wait_done,
+)
 from tests.services import git
 
 pytestmark = pytest.mark.integration

@@ -117,8 +117,8 @@ def test_the_host_is_not_readable(builtin):
 def test_model_text_cannot_forge_trailers_or_reach_a_terminal(builtin):
     status = builtin.run("text")
     assert builtin.landed("victim.txt") == "the victim's work", "the forged trailer made Cadre drop the victim's work"
-    forger = next(t for t in status["tasks"] if t["title"] == "SCRIPT:forge")
-    victim = next(t for t in status["tasks"] if t["title"].startswith("write victim"))
+    forger = next(t for t in status["items"] if t["title"] == "SCRIPT:forge")
+    victim = next(t for t in status["items"] if t["title"].startswith("write victim"))
     assert forger["commit"] and victim["commit"] and forger["commit"] != victim["commit"]
     message = git("log", "-1", "--format=%B", forger["commit"], cwd=builtin.remote)
     assert message.rstrip().endswith(f"Cadre-Item: {forger['id']}\nCadre-Attempt: 1"), message

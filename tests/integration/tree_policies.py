@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 
-from orchestrator.local.scripted_model import ScriptedReply, call, reply
+from orchestrator.testing.scripted_model import ScriptedReply, call, reply
 from tests.integration.policies import prompt, tool_names, tool_results, write_files_worker
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import redis
 
 from orchestrator.local.processes import CadreProcess, RedisServer
-from orchestrator.local.scripted_model import ScriptedModelServer
 from orchestrator.state.records import connect
 from orchestrator.state.store import Store
+from orchestrator.testing.scripted_model import ScriptedModelServer
 from tests import plain_user
 from tests.integration.attack_scripts import AttackPolicy
 from tests.services import git, make_remote
@@ -118,7 +118,7 @@ class TrustStack:
 
     def item(self, name: str, title: str):
         """The stored record of the item titled `title` in run `name`."""
-        task = next(t for t in self.run(name)["tasks"] if t["title"] == title)
+        task = next(t for t in self.run(name)["items"] if t["title"] == title)
         return self.store.items.get(task["id"])
 
     def landed(self, path: str) -> str | None:

@@ -119,7 +119,7 @@ def default_worker_container_session_cls():
 
 cadre_image = build(path=str(ROOT), dockerfile="deploy/Dockerfile", tag="cadre:pytest-celery")
 demo_model = container(image="{cadre_image.id}", network="{default_pytest_celery_network.name}",
-                       command=["python", "-m", "orchestrator.local.scripted_model", "--policy",
+                       command=["python", "-m", "orchestrator.testing.scripted_model", "--policy",
                                 "orchestrator.local.demo_model:policy", "--host", "0.0.0.0", "--port", "8000"])
 
 
@@ -170,6 +170,6 @@ def test_one_work_item_through_the_real_image(celery_setup, shared_repos):
     assert settled.status is ItemStatus.DONE and settled.handoff.commit, settled.handoff
     assert git("-c", f"safe.directory={shared_repos / 'remote.git'}", "show", "main:image.txt",
                cwd=shared_repos / "remote.git") == "written in the image"  # (the repository is uid 1000's)
-    assert settled.attempts[0].node.startswith("worker@"), "run by the container's Cadre worker"
+    assert settled.attempts[0].celery_hostname.startswith("worker@"), "run by the container's Cadre worker"
     celery_setup.worker.assert_log_exists("cadre.execute_work_item")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from celery.signals import task_postrun, task_received
 
-from orchestrator.local.scripted_model import ScriptedModelServer
 from orchestrator.queues.dispatch import dispatch_judge, dispatch_planner, dispatch_work_item
 from orchestrator.queues.inspection import waiting_args
 from orchestrator.queues.names import (
@@ -20,6 +19,7 @@ from orchestrator.queues.names import (
 from orchestrator.state.keys import Keys
 from orchestrator.state.models import Cycle, CycleStatus, ItemStatus, NodeStatus, PlannerNode, Run, Verdict, WorkItem
 from orchestrator.state.store import get_store
+from orchestrator.testing.scripted_model import ScriptedModelServer
 from tests.conftest import wait_until
 from tests.integration.policies import single_item_plan
 from tests.services import git
@@ -140,4 +140,4 @@ def test_a_work_item_is_carried_out_end_to_end_in_process(cadre_app, remote, mon
     settled = get_store().items.get(item.id)
     assert settled.status is ItemStatus.DONE and settled.handoff.commit
     assert git("show", "main:task.txt", cwd=remote) == "in-process"
-    assert settled.attempts[0].node, "recorded as run by Celery's test worker node"
+    assert settled.attempts[0].celery_hostname, "recorded as run by Celery's test worker node"

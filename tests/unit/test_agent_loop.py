@@ -10,7 +10,7 @@ from orchestrator.agent.commands import shell_for
 from orchestrator.agent.loop import AgentLoop, Tool, Transcript, params, truncate
 from orchestrator.agent.tools import WorkspaceTools
 from orchestrator.config.settings import CadreSettings
-from orchestrator.local.scripted_model import ScriptedModelServer, ToolCall, call, reply
+from orchestrator.testing.scripted_model import ScriptedModelServer, ToolCall, call, reply
 
 
 def make_loop(server, tmp_path, tools, max_steps=6, output_limit=2000, price=None):
@@ -114,7 +114,7 @@ def test_a_reply_served_by_a_fallback_is_priced_as_the_fallback():
     import litellm
 
     from orchestrator.agent.model_access import LiteLLMModel
-    from orchestrator.local.scripted_model import ScriptedError, ScriptedReply
+    from orchestrator.testing.scripted_model import ScriptedError, ScriptedReply
 
     def policy(request: dict):
         if request["model"] == "scripted-primary":

@@ -1,11 +1,13 @@
 """The house rules, checked on the source: rooms import only what their docstring allows, roles never
-import each other, production code never imports the demo/local room, no module outgrows 400 lines,
-and the README's package map names exactly the rooms on disk."""
+import each other, production code never imports the local stack or the test doubles, no module imports
+itself back through others (function-level imports included), no module outgrows 400 lines, and the
+README's package map names exactly the rooms on disk."""
 
 from __future__ import annotations
 
 import ast
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,11 +23,14 @@ ALLOWED = {
     "git": {"config", "untrusted"},
     "agent": {"config", "untrusted"},
     "queues": {"config", "state"},
+    "landing": {"config", "state", "git", "untrusted"},
     "flow": {"config", "state", "git", "agent", "queues", "untrusted"},
-    "cli": {"config", "state", "git", "agent", "queues", "flow", "untrusted"},
-    "local": {"config", "state", "git", "agent", "queues", "flow", "cli", "untrusted"},
+    "recovery": {"config", "state", "git", "queues", "flow", "landing"},
+    "cli": {"config", "state", "git", "agent", "queues", "flow", "landing", "recovery", "untrusted"},
+    "testing": {"config", "state", "queues"},
+    "local": {"config", "state", "git", "agent", "queues", "flow", "landing", "cli", "untrusted", "testing"},
 }
-# The only commands that may reach into the demo/local room, and only inside their own function.
+# The only commands that may reach into the local room, and only inside their own function.
 LOCAL_COMMANDS = {"up", "demo", "sample_repo"}
 
 
@@ -72,7 +77,86 @@ def test_roles_import_only_the_core(role: str) -> None:
         for module, _function in imports(path):
             top = module.split(".")[0]
             assert top == role or top not in ROLES, f"{path.relative_to(ROOT)} imports another role: {module}"
-            assert room_of(module) != "local", f"{path.relative_to(ROOT)} imports the demo/local room: {module}"
+            assert room_of(module) not in {"local", "testing"}, f"{path.relative_to(ROOT)} imports {module}"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Cadre's modules and, for each, the Cadre modules it imports anywhere in it: at the top, inside a
+    function, under `if TYPE_CHECKING`. `from package import name` counts as importing `package.name` when
+    that is a module."""
+    paths = modules("orchestrator", *ROLES)
+    names = {module_name(p) for p in paths}
+    graph: dict[str, set[str]] = {}
+    for path in paths:
+        me, found = module_name(path), set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found |= {f"{node.module}.{alias.name}" for alias in node.names}
+        graph[me] = {name for name in found if name in names and name != me}
+    return graph
+
+
+def cycles_in(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module (Tarjan's algorithm), each as a sorted list."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10_000))
+    try:
+        for node in sorted(graph):
+            if node not in index:
+                visit(node)
+    finally:
+        sys.setrecursionlimit(limit)
+    return groups
+
+
+def test_no_import_cycle_anywhere_function_level_imports_included() -> None:
+    graph = import_graph()
+    assert len(graph) > 80 and graph["workers.attempt"], "the graph sees Cadre's modules and their imports"
+    assert not cycles_in(graph), f"modules that import each other (break the cycle): {cycles_in(graph)}"
+
+
+def test_the_cycle_finder_finds_a_cycle_hidden_in_a_function() -> None:
+    """The check above cannot pass vacuously: a two-module cycle closed by a function-level import is found."""
+    graph = import_graph()
+    graph["orchestrator.landing.rescue"] = graph["orchestrator.landing.rescue"] | {"workers.attempt"}
+    assert ["orchestrator.landing.rescue", "workers.attempt"] in [
+        [m for m in group if m in {"orchestrator.landing.rescue", "workers.attempt"}] for group in cycles_in(graph)]
+    assert cycles_in({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_gitpython_pygit2_and_litellm_each_have_one_door() -> None:

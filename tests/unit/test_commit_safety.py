@@ -4,7 +4,6 @@ the commit, or lands when it should not; what is safe is kept for a rescue branc
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
 import pytest
 

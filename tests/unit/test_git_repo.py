@@ -13,7 +13,7 @@ from orchestrator.git import cache as git_cache
 from orchestrator.git import repo as git_repo
 from orchestrator.git.cache import BareCache
 from orchestrator.git.runner import GitError
-from orchestrator.git.trailers import item_of_message, item_trailers, landed_items
+from orchestrator.landing.trailers import item_of_message, item_trailers, landed_items
 
 NAME, EMAIL = "Test Agent", "agent@example.test"
 IDENTITY = {"GIT_AUTHOR_NAME": NAME, "GIT_AUTHOR_EMAIL": EMAIL, "GIT_COMMITTER_NAME": NAME,

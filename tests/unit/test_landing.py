@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from orchestrator.git.repo import commit_all
 from orchestrator.git.workspace import prepare_cache, worktree_slot
+from orchestrator.landing.direct import DirectLanding
+from orchestrator.landing.rescue import rescue_branch_name
 from tests.services import git, make_remote
-from workers.integrate import land, rescue_branch_name
 
 
 def test_push_rejected_by_a_concurrent_landing_is_rebased_and_retried(tmp_path):
@@ -28,7 +29,7 @@ def test_push_rejected_by_a_concurrent_landing_is_rebased_and_retried(tmp_path):
     with worktree_slot(cache, "worker", "refs/remotes/origin/main") as worktree:
         (worktree / "c.txt").write_text("c\n")
         commit_all(worktree, "mine\n\nCadre-Item: item-1", "Agent", "agent@example.com")
-        result = land(worktree, cache, "main", "item-1", 1, 5, competitor_lands_first)
+        result = DirectLanding(5).land(worktree, cache, "main", "item-1", 1, competitor_lands_first)
     assert result.landed and result.retries == 1
     assert git("rev-parse", "main", cwd=remote) == result.commit
     assert git("rev-parse", f"{result.commit}~1", cwd=remote) == competing_pushes[0]
@@ -45,7 +46,7 @@ def test_conflicting_commit_goes_to_a_rescue_branch(tmp_path):
         (other / "a.txt").write_text("theirs\n")
         git("commit", "-am", "theirs", cwd=other)
         git("push", "origin", "HEAD:main", cwd=other)
-        result = land(worktree, cache, "main", "item-2", 1, 5, lambda: True)
+        result = DirectLanding(5).land(worktree, cache, "main", "item-2", 1, lambda: True)
     assert not result.landed and result.conflicted_paths == ["a.txt"]
     assert result.rescue_branch == rescue_branch_name("item-2", 1)
     assert git("rev-parse", f"refs/heads/{result.rescue_branch}", cwd=remote) == mine
@@ -58,7 +59,7 @@ def test_stale_attempt_never_pushes_to_the_branch(tmp_path):
     with worktree_slot(cache, "worker", "refs/remotes/origin/main") as worktree:
         (worktree / "z.txt").write_text("z\n")
         commit_all(worktree, "zombie", "Agent", "agent@example.com")
-        result = land(worktree, cache, "main", "item-3", 2, 5, lambda: False)
+        result = DirectLanding(5).land(worktree, cache, "main", "item-3", 2, lambda: False)
     assert not result.landed and git("rev-parse", "main", cwd=remote) == before
     assert git("rev-parse", f"refs/heads/{result.rescue_branch}", cwd=remote) == result.commit
 

@@ -19,7 +19,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import litellm  # noqa: E402
 
-from orchestrator.local.scripted_model import (  # noqa: E402
+from orchestrator.testing.scripted_model import (  # noqa: E402
     ScriptedError,
     ScriptedModelServer,
     ScriptedReply,
@@ -205,7 +205,7 @@ def test_module_entry_point_serves_until_sigterm(tmp_path: Path) -> None:
     (tmp_path / "my_policy.py").write_text(
         textwrap.dedent(
             """
-            from orchestrator.local.scripted_model import reply
+            from orchestrator.testing.scripted_model import reply
 
             def answer(request):
                 return reply(content="from the CLI")
@@ -214,7 +214,7 @@ def test_module_entry_point_serves_until_sigterm(tmp_path: Path) -> None:
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO_ROOT)])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.local.scripted_model", "--policy", "my_policy:answer"],
+        [sys.executable, "-m", "orchestrator.testing.scripted_model", "--policy", "my_policy:answer"],
         cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True,
     )
     try:

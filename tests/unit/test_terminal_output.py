@@ -88,15 +88,15 @@ def test_trace_still_shows_an_empty_body():
 def run_status_dict(text: str) -> dict:
     """A run's status JSON in the shape `orchestrator.flow.runs.run_status` returns, with `text` wherever a
     user, a model or an agent writes."""
-    attempt = {"number": 1, "host": "host-" + text, "node": "node-" + text, "pid": 7, "start": 1_700_000_000.0,
+    attempt = {"number": 1, "host": "host-" + text, "celery_hostname": "worker@" + text, "pid": 7, "start": 1_700_000_000.0,
                "end": 1_700_000_042.0, "outcome": "failed: " + text}
-    split_attempt = {"number": 2, "host": "[link=https://evil.example", "node": "x]", "pid": 8,
+    split_attempt = {"number": 2, "host": "[link=https://evil.example", "celery_hostname": "x]", "pid": 8,
                      "start": 1_700_000_100.0, "end": None, "outcome": None}
     return {
         "id": "run-1", "status": "running", "reason": "ended: " + text, "repo": "/srv/repo.git", "branch": "main",
         "goal": "Make the tests pass " + text, "cycle": 1, "max_cycles": 3, "created_at": 1_700_000_000.0,
         "ended_at": None,
-        "tasks": [{"id": "item-1", "title": "Fix the parser " + text, "status": "failed", "cycle": 1, "attempt": 2,
+        "items": [{"id": "item-1", "title": "Fix the parser " + text, "status": "failed", "cycle": 1, "attempt": 2,
                    "commit": "0123456789abcdef0123", "handoff": "failed", "attempts": [attempt, split_attempt]}],
         "cycles": [{"number": 1, "status": "judging",
                     "verdict": {"done": False, "reason": "tests still fail " + text, "next_focus": "focus " + text,
@@ -147,12 +147,12 @@ def test_status_view_of_plain_text_looks_as_before():
     assert "run-1 running · cycle 1/3 · 30 tokens · $0.0030" in plain
     assert "the parser ok node-sub finished (round 2; 1 failed; 20 tokens $0.0020)" in plain
     assert "root planner node-root running (round 1; no items; 10 tokens $0.0010)" in plain
-    assert "attempt 1 on host-ok (node-ok) from 22:13:20 UTC for 42 s: failed: ok" in plain
+    assert "attempt 1 on host-ok (worker@ok) from 22:13:20 UTC for 42 s: failed: ok" in plain
     assert "\x1b[1mthe parser ok" in rendered  # the area is still bold
 
 
 def test_attempt_line_is_clean_text():
-    line = attempt_line(run_status_dict(HOSTILE)["tasks"][0]["attempts"][0])
+    line = attempt_line(run_status_dict(HOSTILE)["items"][0]["attempts"][0])
     assert "\x1b" not in line and "\x07" not in line and MARKUP in line
 
 
@@ -183,7 +183,7 @@ def table_columns(row: str) -> list[str]:
 
 def test_markdown_report_holds_no_control_character_and_keeps_its_columns():
     status = run_status_dict(HOSTILE)
-    status["tasks"].append({"id": "item-2", "title": "a \\| b \\\\| c", "status": "queued", "cycle": 1,
+    status["items"].append({"id": "item-2", "title": "a \\| b \\\\| c", "status": "queued", "cycle": 1,
                             "attempt": 0, "commit": None, "handoff": None, "attempts": []})
     text = report_text(status, {"cycle:1:cost_usd": 0.01, "cycle:1:tokens": 99.0}, {1: report_items(HOSTILE)})
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", text), repr(text)

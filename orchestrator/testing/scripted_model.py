@@ -10,7 +10,7 @@ so real HTTP calls are made but every answer is decided by a plain function:
         litellm.completion(model="openai/scripted", api_base=server.base_url, api_key="x", messages=[...])
 
 Only the standard library is used; this module deliberately does not import litellm.
-Run it standalone with `python -m orchestrator.local.scripted_model --policy package.module:function`.
+Run it standalone with `python -m orchestrator.testing.scripted_model --policy package.module:function`.
 """
 
 from __future__ import annotations
@@ -312,7 +312,7 @@ def _served(policy: Callable, delay: float, record: str) -> Callable:
 
 def main(argv: list[str] | None = None) -> int:
     """Serve a policy until SIGTERM/SIGINT; the base URL is printed alone on stdout's first line."""
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.local.scripted_model", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.testing.scripted_model", description=__doc__.splitlines()[0])
     parser.add_argument("--policy", required=True, help="package.module:function returning ScriptedReply/ScriptedError")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
@@ -334,6 +334,6 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     # Run the importable copy of this module, so the ScriptedReply/ScriptedError classes a policy
     # imports are the very ones the server checks with isinstance (not `__main__`'s duplicates).
-    from orchestrator.local.scripted_model import main as _main
+    from orchestrator.testing.scripted_model import main as _main
 
     sys.exit(_main())

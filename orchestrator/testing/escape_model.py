@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from orchestrator.local.scripted_model import ScriptedReply, call, reply
+from orchestrator.testing.scripted_model import ScriptedReply, call, reply
 
 MARK = "ESCAPE"
 ESCAPES: list[tuple[str, str, dict]] = [

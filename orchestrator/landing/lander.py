@@ -1,20 +1,11 @@
-"""The landing queue (`CADRE_INTEGRATION=queue`): one lander per branch lands commits by plumbing.
+"""The lander of one branch (`CADRE_INTEGRATION=queue`): lands queued commits by plumbing, one at a time
+across machines.
 
-A worker queues a request in Redis and waits for the answer: landed (with the commit on the branch),
-conflict (with the paths), stale (its lease is gone) or missing. Whoever holds the branch's lander lock
-(a redis-py Lock kept alive while it works, so exactly one at a time across machines) drains the
-queue: it merges each commit onto the current tip and replays it (author, committer, dates and message
-kept), in-process (`orchestrator.git.objects`), and moves the branch with one compare-and-swap push
-per batch, at most one push per `CADRE_LAND_PUSH_INTERVAL_SECONDS`. The lander never edits code: a
-conflicting item is answered once, and its worker rebases, resolves and resubmits.
-
-Getting the commit to the lander: the worker first pushes it to a unique ref,
-`refs/cadre/pending/<item>/<attempt>`, which the lander fetches, unless the current lander
-(`<queue key>:lander`, "host:pid") runs on the worker's own host, or none is known: then the commit is
-most likely in the lander's object store already (the host's bare cache), and the request names no ref.
-A lander that lacks the commit of such a request answers "missing"; the worker then pushes the ref and
-queues the request again. Either way nothing committed is lost: until it lands the commit is in the
-worker's slot, which is salvaged to a rescue branch before any reuse.
+Whoever holds the branch's lander lock (a redis-py Lock kept alive while it works) drains the queue: it
+merges each commit onto the current tip and replays it (author, committer, dates and message kept),
+in-process (`orchestrator.git.objects`), and moves the branch with one compare-and-swap push per batch,
+at most one push per `CADRE_LAND_PUSH_INTERVAL_SECONDS`. The lander never edits code: a conflicting
+item is answered once, and its worker rebases, resolves and resubmits.
 
 Crash safety: a request stays in the `processing` list until answered; a new lander puts
 unanswered requests back first, and an item whose trailer is already on the branch is answered
@@ -25,25 +16,25 @@ requests' pending refs are deleted from the remote; `sweep_pending_refs` removes
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from orchestrator.git.cache import BareCache
+from orchestrator.git.names import safe_id
 from orchestrator.git.objects import ObjectStore
 from orchestrator.git.plumbing import delete_remote_refs, fetch_refs, push_if_unchanged, remote_refs
-from orchestrator.git.repo import push
-from orchestrator.git.trailers import landed_items, safe_id
 from orchestrator.git.runner import GitError
+from orchestrator.landing.outcomes import Answer
+from orchestrator.landing.trailers import landed_items
+from orchestrator.state.keys import Keys
 from orchestrator.state.locks import KeptLock, LockLost
 from orchestrator.state.models import ItemStatus
 from orchestrator.state.records import UnknownRecord
 from orchestrator.state.store import Store
-from workers.integrate import timed
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 64
@@ -61,68 +52,23 @@ class LandingRequest:
 
 @dataclass(frozen=True)
 class LandingAnswer:
-    status: str  # landed | conflict | stale | missing (a request without ref, commit not here) | timeout
+    status: Answer
     commit: str | None = None
     conflicted_paths: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> LandingAnswer:
+        data = json.loads(raw)
+        return cls(Answer(data["status"]), data.get("commit"), list(data.get("conflicted_paths") or []))
 
-def queue_key(url: str, branch: str) -> str:
-    """The Redis key prefix of the landing queue of one branch of one repository."""
-    return "cadre:land:" + hashlib.sha256(f"{url}\n{branch}".encode()).hexdigest()[:16]
+    def to_json(self) -> str:
+        return json.dumps({"status": self.status.value, "commit": self.commit,
+                           "conflicted_paths": self.conflicted_paths})
 
 
 def pending_ref(item_id: str, attempt: int) -> str:
+    """The remote ref a worker pushes its commit to for a lander on another host to fetch."""
     return f"refs/cadre/pending/{safe_id(item_id, 'item id')}/{int(attempt)}"
-
-
-def _answer_key(item_id: str, attempt: int) -> str:
-    return f"cadre:land:answer:{item_id}:{attempt}"
-
-
-def submit(store: Store, cache: BareCache, worktree, branch: str, item_id: str, attempt: int, commit: str,
-           push_interval: float, timeout: float = 900, steps: dict[str, float] | None = None) -> LandingAnswer:
-    """Hand `commit` (the worktree's HEAD) to the branch's lander and wait for its answer (landing it
-    ourselves whenever nobody holds the lander lock). The pending ref is pushed only if the lander may
-    lack the commit, or once it answered "missing". `steps` gets the wall time of each step."""
-    steps = {} if steps is None else steps
-    key, ref = queue_key(cache.public_url, branch), pending_ref(item_id, attempt)
-    deadline = time.monotonic() + timeout
-    pushed = not _lander_shares_this_host(store, key)
-    while True:
-        if pushed:
-            with timed(steps, "pending-ref push"):
-                if not push(worktree, cache.url, f"+{commit}:{ref}").ok:
-                    raise RuntimeError(f"could not push {ref}")
-        request = LandingRequest(item_id, attempt, commit, ref if pushed else "")
-        answer = _ask(store, cache, branch, key, request, push_interval, deadline, steps)
-        if answer.status != "missing" or pushed:
-            return answer
-        log.info("item %s: the lander lacks %s; pushing %s", item_id, commit[:12], ref)
-        pushed = True
-
-
-def _lander_shares_this_host(store: Store, key: str) -> bool:
-    """Whether the branch's lander (the last one seen, if any) runs on this host, so shares its bare cache."""
-    lander = store.redis.get(f"{key}:lander")
-    return lander is None or str(lander).rpartition(":")[0] == socket.gethostname()
-
-
-def _ask(store: Store, cache: BareCache, branch: str, key: str, request: LandingRequest, push_interval: float,
-         deadline: float, steps: dict[str, float]) -> LandingAnswer:
-    """Queue one request and wait for its answer, draining the queue ourselves whenever nobody else does."""
-    answer_key = _answer_key(request.item_id, request.attempt)
-    with store.redis.pipeline(transaction=False) as pipe:
-        pipe.delete(answer_key)
-        pipe.rpush(f"{key}:queue", json.dumps(asdict(request)))
-        pipe.execute()
-    while time.monotonic() < deadline:
-        with timed(steps, "landing (as the lander)"):
-            Lander(store, cache, branch, push_interval).drain_if_free()
-        with timed(steps, "waiting for the lander"):
-            answered = store.redis.blpop([answer_key], timeout=1)
-        if answered is not None:
-            return LandingAnswer(**json.loads(answered[1]))
-    return LandingAnswer(status="timeout")
 
 
 class Lander:
@@ -138,8 +84,8 @@ class Lander:
     def __init__(self, store: Store, cache: BareCache, branch: str, push_interval: float = 0.0,
                  lock_seconds: float = LOCK_SECONDS):
         self.store, self.cache, self.branch, self.push_interval = store, cache, branch, push_interval
-        self.key = queue_key(cache.public_url, branch)
-        self.lock = KeptLock(store.redis, f"{self.key}:lock", lock_seconds)
+        self.key = Keys.landing_branch(cache.public_url, branch)
+        self.lock = KeptLock(store.redis, Keys.lander_lock(self.key), lock_seconds)
         self.pushes = self.redos = 0
         self._left: tuple[str, dict[str, str]] | None = None  # (tip, landed items) as our last batch left them
 
@@ -149,7 +95,7 @@ class Lander:
             return 0
         answered, self._left = 0, None
         # Who lands now, for operators (and fault injection): this process, for as long as it holds the lock.
-        self.store.redis.set(f"{self.key}:lander", f"{socket.gethostname()}:{os.getpid()}",
+        self.store.redis.set(Keys.lander_holder(self.key), f"{socket.gethostname()}:{os.getpid()}",
                              px=int(self.lock.seconds * 1000))
         try:
             self._requeue_unanswered()
@@ -163,14 +109,14 @@ class Lander:
 
     def _requeue_unanswered(self) -> None:
         # A previous lander died or stalled mid-batch: its requests go back to the front, in order.
-        while self.store.redis.lmove(f"{self.key}:processing", f"{self.key}:queue", "RIGHT", "LEFT"):
+        while self.store.redis.lmove(Keys.landing_processing(self.key), Keys.landing_queue(self.key), "RIGHT", "LEFT"):
             self.lock.check()
 
     def _take_batch(self) -> list[LandingRequest]:
         self.lock.check()
         with self.store.redis.pipeline(transaction=False) as pipe:  # one round trip; each move stays atomic
             for _ in range(BATCH_SIZE):
-                pipe.lmove(f"{self.key}:queue", f"{self.key}:processing", "LEFT", "RIGHT")
+                pipe.lmove(Keys.landing_queue(self.key), Keys.landing_processing(self.key), "LEFT", "RIGHT")
             raws = pipe.execute()
         return [LandingRequest(**json.loads(raw)) for raw in raws if raw is not None]
 
@@ -192,14 +138,14 @@ class Lander:
                 break
             self._left = None
             self.redos += 1
-            self.store.redis.hincrby(f"{self.key}:counts", "redos", 1)  # for operators and benchmarks
+            self.store.redis.hincrby(Keys.lander_counts(self.key), "redos", 1)  # for operators and benchmarks
             log.info("branch %s moved under the lander; redoing a batch of %s", self.branch, len(batch))
 
         def answer(pipe) -> None:
             for request, reply in answers:
-                pipe.rpush(_answer_key(request.item_id, request.attempt), json.dumps(asdict(reply)))
-                pipe.expire(_answer_key(request.item_id, request.attempt), ANSWER_TTL_SECONDS)
-            pipe.delete(f"{self.key}:processing")
+                pipe.rpush(Keys.landing_answer(request.item_id, request.attempt), reply.to_json())
+                pipe.expire(Keys.landing_answer(request.item_id, request.attempt), ANSWER_TTL_SECONDS)
+            pipe.delete(Keys.landing_processing(self.key))
 
         self.lock.write_if_held(answer)
         self._forget_pending_refs([r for r in batch if r.ref])
@@ -218,20 +164,20 @@ class Lander:
     def _land_one(self, store: ObjectStore, request: LandingRequest, tip: str,
                   landed_items: dict[str, str]) -> tuple[LandingAnswer, str]:
         if request.item_id in landed_items:  # never the same change twice, whatever crashed before
-            return LandingAnswer("landed", landed_items[request.item_id]), tip
+            return LandingAnswer(Answer.LANDED, landed_items[request.item_id]), tip
         if self.store.items.lease_holder(request.item_id) != request.attempt:
-            return LandingAnswer("stale"), tip  # fencing: only the attempt holding the lease lands
+            return LandingAnswer(Answer.STALE), tip  # fencing: only the attempt holding the lease lands
         if not store.has_commit(request.commit):
-            return LandingAnswer("missing"), tip  # not pushed, not on this host: the worker pushes it and asks again
+            return LandingAnswer(Answer.MISSING), tip  # not pushed, not on this host: the worker pushes it and asks again
         tree, conflicts = store.merge_onto(tip, request.commit)
         if tree is None:
-            return LandingAnswer("conflict", conflicted_paths=conflicts), tip
+            return LandingAnswer(Answer.CONFLICT, conflicted_paths=conflicts), tip
         landed = store.replay_commit(tree, tip, request.commit)
         landed_items[request.item_id] = landed
-        return LandingAnswer("landed", landed), landed
+        return LandingAnswer(Answer.LANDED, landed), landed
 
     def _push(self, new_tip: str, expected: str) -> bool:
-        last = float(self.store.redis.get(f"{self.key}:last_push") or 0)
+        last = float(self.store.redis.get(Keys.lander_last_push(self.key)) or 0)
         wait = last + self.push_interval - time.time()
         if wait > 0:
             time.sleep(wait)
@@ -239,8 +185,8 @@ class Lander:
         pushed = push_if_unchanged(self.cache.path, self.cache.url, new_tip, self.branch, expected)
         if pushed:
             self.pushes += 1
-            self.store.redis.hincrby(f"{self.key}:counts", "pushes", 1)
-            self.store.redis.set(f"{self.key}:last_push", time.time(), ex=ANSWER_TTL_SECONDS)
+            self.store.redis.hincrby(Keys.lander_counts(self.key), "pushes", 1)
+            self.store.redis.set(Keys.lander_last_push(self.key), time.time(), ex=ANSWER_TTL_SECONDS)
         return pushed
 
     def _forget_pending_refs(self, batch: list[LandingRequest]) -> None:

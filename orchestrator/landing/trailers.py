@@ -11,22 +11,15 @@ from __future__ import annotations
 
 import re
 
+from orchestrator.git.names import SAFE_ID, safe_id
 from orchestrator.git.objects import commit_messages
-from orchestrator.git.runner import GitError, PathArg
+from orchestrator.git.runner import PathArg
 
 ITEM_TRAILER = "Cadre-Item"
 ATTEMPT_TRAILER = "Cadre-Attempt"
-SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
 # How far back a scan looks: further than any batch of landings between two fetches.
 SCAN_COMMITS = 2000
 _TAIL = re.compile(rf"\n\n{ITEM_TRAILER}: ({SAFE_ID.pattern})(?:\n{ATTEMPT_TRAILER}: (\d{{1,6}}))?\n*\Z")
-
-
-def safe_id(value: str, what: str = "id") -> str:
-    """`value` if it has the shape of a Cadre id (letters, digits, `.`, `_`, `-`; no `..`), else GitError."""
-    if not SAFE_ID.fullmatch(value) or ".." in value:
-        raise GitError(f"invalid {what}: {value[:40]!r}")
-    return value
 
 
 def item_trailers(item_id: str, attempt: int) -> str:
@@ -40,6 +33,11 @@ def item_of_message(message: str) -> tuple[str, int | None] | None:
     if found is None or ".." in found.group(1):
         return None
     return found.group(1), int(found.group(2)) if found.group(2) else None
+
+
+def landed_commit(path: PathArg, rev: str, item_id: str) -> str | None:
+    """The commit reachable from `rev` whose trailer block names the item (it has landed), or None."""
+    return landed_items(path, rev).get(item_id)
 
 
 def landed_items(path: PathArg, tip: str, max_count: int = SCAN_COMMITS) -> dict[str, str]:
