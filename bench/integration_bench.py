@@ -5,7 +5,7 @@ is one commit of a new file, or, for `--conflicts` of the items, an edit of the 
 shared file (resolved by keeping both sides, as a worker's agent would). Prints per mode and N:
 landings per second and per hour, retries, reworks, p50/p99 land latency, lost and duplicated; then
 the mean wall time per item of each step of a worker (its own steps timed here, the landing's steps
-as `land`/`land_via_queue` timed them). `--lander-only` prints the lander's own counts of pushes and
+as `DirectLanding`/`QueueLanding` timed them). `--lander-only` prints the lander's own counts of pushes and
 redos (CAS pushes refused, batch landed again).
 
     python bench/integration_bench.py --workers 1 8 32 64 --conflicts 0 0.1
