@@ -41,7 +41,7 @@ def main() -> None:
         run = Run(id=new_id("run"), repo="file:///bench.git", branch="main", goal="scale", max_cycles=1)
         cycle, root = new_cycle(run.id, 1)
         store.runs.create(run, cycle, root)
-        store.nodes.start(root.id)
+        store.nodes.start(root.id, run.id)
         began = time.perf_counter()
         ids = []
         for k in range(args.items):
@@ -58,7 +58,7 @@ def main() -> None:
                     if not queue:
                         return
                     item_id = queue.pop()
-                item = store.items.claim(item_id, lease_seconds=30)
+                _claim, item = store.items.claim(item_id, run.id, lease_seconds=30)
                 if item is None:
                     continue
                 claims[0] += 1

@@ -10,6 +10,7 @@ from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
 from orchestrator.flow.checks import CheckResult, check_branch_head, check_history, not_found_line, trend
 from orchestrator.flow.cycles import start_cycle
+from orchestrator.flow.steering import drain_if_idle, guidance_for
 from orchestrator.flow.repository import repository_cache
 from orchestrator.git.workspace import worktree_slot
 from orchestrator.state.keys import Keys
@@ -66,6 +67,7 @@ def judge_cycle(store: Store, settings: CadreSettings, run_id: str, number: int)
         return _judge(store, settings, run_id, number)
     finally:
         lease.release()
+        drain_if_idle(store, run_id)
 
 
 def _judge(store: Store, settings: CadreSettings, run_id: str, number: int) -> CycleClosed:
@@ -107,7 +109,8 @@ def decide(store: Store, settings: CadreSettings, run: Run, number: int) -> tupl
         tools = workspace_tools(settings, head).explore_tools() + [verdict_tool]
         variables = dict(goal=run.goal, branch=run.branch, cycle=number, max_cycles=run.max_cycles, items=handoffs,
                          check_command=check.command or "", check_passed=bool(check.passed),
-                         check_output=check.output, check_trend=trend(check_history(store, run.id)))
+                         check_output=check.output, check_trend=trend(check_history(store, run.id)),
+                         guidance=guidance_for(store, run.id, "planners"))
         prompts = run_prompts(settings, run, head)
         result = run_role_agent(store, settings, "judge", run.id, f"judge-cycle-{number}",
                                 prompts.render("judge", "system", **variables), prompts.render("judge", "task", **variables),

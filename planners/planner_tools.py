@@ -8,7 +8,7 @@ from difflib import SequenceMatcher
 from orchestrator.agent.loop import Tool, ToolError, params
 from orchestrator.config.settings import CadreSettings
 from orchestrator.queues.dispatch import dispatch_planner, dispatch_work_item
-from orchestrator.state.models import ItemStatus, PlannerNode, WorkItem, new_id
+from orchestrator.state.models import ItemStatus, PlannerNode, Run, WorkItem, new_id
 from orchestrator.state.store import Store
 
 DUPLICATE_SIMILARITY = 0.9
@@ -54,13 +54,14 @@ class PlannerTools:
         self.settings = settings
         self.created: list[str] = []
 
-    def _refuse_if_run_ended(self) -> None:
+    def _refuse_if_run_ended(self) -> Run:
         run = self.store.runs.get(self.node.run_id)
         if run.is_over:
             raise ToolError(f"refused: the run has ended ({run.status.value}); call finish")
+        return run
 
     def create_task(self, args: dict) -> str:
-        self._refuse_if_run_ended()
+        run = self._refuse_if_run_ended()
         title, instructions = str(args.get("title", "")).strip(), str(args.get("instructions", "")).strip()
         scope = str(args.get("scope", "") or "").strip()
         if not title or not instructions:
@@ -83,14 +84,18 @@ class PlannerTools:
             id=new_id("item"), run_id=self.node.run_id, cycle=self.node.cycle, node_id=self.node.id, title=title,
             instructions=instructions, scope=scope, acceptance=str(args.get("acceptance", "") or ""),
             priority=priority, start_ref=start_from, round=self.node.round,
+            status=ItemStatus.AWAITING_APPROVAL if run.approve_plans else ItemStatus.QUEUED,
         )
         # Recorded as pending on the node before it is enqueued, so the node cannot settle early.
         refusal = self.store.items.add(item, self.settings.planning.max_tasks_per_cycle)
         if refusal:
             raise ToolError(f"refused: {refusal} work items; call finish")
-        self.store.events.emit(item.run_id, "item_created", item_id=item.id, node_id=self.node.id, title=title)
-        dispatch_work_item(item)
+        self.store.events.emit(item.run_id, "item_created", item_id=item.id, node_id=self.node.id, title=title,
+                               status=item.status.value)
         self.created.append(item.id)
+        if run.approve_plans:  # it waits for `cadre approve` (or `cadre reject`)
+            return f"created work item {item.id}: {title} (it starts once the operator approves it)"
+        dispatch_work_item(item)
         return f"created work item {item.id}: {title}"
 
     def spawn_subplanner(self, args: dict) -> str:

@@ -14,6 +14,7 @@ from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
 from orchestrator.flow.checks import check_branch_head
 from orchestrator.flow.cycles import node_maybe_settled
+from orchestrator.flow.steering import drain_if_idle, guidance_for
 from orchestrator.flow.repository import repository_cache
 from orchestrator.git.workspace import worktree_slot
 from orchestrator.state.models import ItemStatus, PlannerNode, Run
@@ -21,7 +22,7 @@ from orchestrator.state.store import Store
 from planners.planner_tools import PlannerTools
 
 log = logging.getLogger(__name__)
-IN_FLIGHT = {ItemStatus.PENDING, ItemStatus.RUNNING}
+IN_FLIGHT = {ItemStatus.QUEUED, ItemStatus.RUNNING}
 
 
 def previous_focus(store: Store, run: Run, cycle: int) -> str:
@@ -70,9 +71,13 @@ def plan_node(store: Store, settings: CadreSettings, node_id: str) -> None:
     A delivery for a node that is not pending is dropped. A planner that fails still ends its round
     (marked with the error), so the tree and the cycle go on.
     """
-    node = store.nodes.start(node_id)
+    node = store.nodes.start(node_id, store.nodes.get(node_id).run_id)
     if node is None:
         log.info("node %s is not pending; duplicate delivery dropped", node_id)
+        return
+    if node.parked:
+        store.events.emit(node.run_id, "node_parked", node_id=node.id, round=node.round)
+        log.info("node %s parked: its run is paused", node_id)
         return
     run = store.runs.get(node.run_id)
     store.events.emit(run.id, "node_started", node_id=node.id, cycle=node.cycle, round=node.round, depth=node.depth)
@@ -87,6 +92,7 @@ def plan_node(store: Store, settings: CadreSettings, node_id: str) -> None:
         store.nodes.finish_planning(node_id, summary, error)
         store.events.emit(run.id, "node_planned", node_id=node.id, round=node.round, summary=summary, error=error)
         node_maybe_settled(store, node_id, settings.planning.max_rounds_per_node)
+        drain_if_idle(store, run.id)
 
 
 def _variables(store: Store, settings: CadreSettings, run: Run, node: PlannerNode, snapshot: Path) -> dict:
@@ -101,7 +107,8 @@ def _variables(store: Store, settings: CadreSettings, run: Run, node: PlannerNod
                 max_items=settings.planning.max_tasks_per_cycle, area=node.area, brief=node.brief, depth=node.depth,
                 can_spawn=node.depth < settings.planning.max_depth, round=node.round,
                 max_rounds=settings.planning.max_rounds_per_node, children=children_handoffs(store, node) if node.round > 1 else [],
-                check_command=run.check_command or "", check_failure=check_failure)
+                check_command=run.check_command or "", check_failure=check_failure,
+                guidance=guidance_for(store, run.id, "planners"))
 
 
 def _run_planner_agent(store: Store, settings: CadreSettings, run: Run, node: PlannerNode) -> str:

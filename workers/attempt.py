@@ -1,9 +1,10 @@
 """One attempt's work inside a worktree, in the order it happens; work in progress is never lost.
 
-    already landed? ─▶ a worktree slot ─▶ the agent ─▶ a safe commit ─▶ landing ─▶ the handoff
-         │                                    │               │             │
-    AlreadyLanded              StoppedAtLimit / AgentStopped  NothingToLand  rescued, or stale
-                                     (work on the rescue branch)              (a new attempt)
+    already landed? ─▶ a worktree slot ─▶ paused? ─▶ the agent ─▶ a safe commit ─▶ landing ─▶ the handoff
+         │                                  │            │               │             │
+    AlreadyLanded             PausedBeforeStart  StoppedAtLimit,   NothingToLand  rescued, or stale
+                                                 AgentStopped (work on the          (a new attempt)
+                                                 rescue branch)
 
 Each early exit is an `AttemptExit` (`workers/outcomes.py`) carrying the attempt's outcome.
 """
@@ -21,6 +22,7 @@ from orchestrator.agent.loop import AgentResult, Tool, params
 from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
 from orchestrator.flow.repository import repository_cache
+from orchestrator.flow.steering import guidance_for
 from orchestrator.git.cache import BareCache
 from orchestrator.git.repo import CommittedWork, commits_between, diff_stats, unstage_onto_merge_base
 from orchestrator.git.workspace import worktree_slot
@@ -36,7 +38,8 @@ from workers.commit_message import commit_attempt, commit_message, handoff_notes
 from workers.conflicts import conflict_resolver
 from workers.external_agent import run_external_agent
 from workers.lease import LeaseHeartbeat
-from workers.outcomes import AgentStopped, AlreadyLanded, AttemptExit, Next, NothingToLand, Outcome, StoppedAtLimit
+from workers.outcomes import (AgentStopped, AlreadyLanded, AttemptExit, Next, NothingToLand, Outcome, PausedBeforeStart,
+                              StoppedAtLimit)
 
 log = logging.getLogger(__name__)
 # An agent that ended at one of these did not finish: its work goes to a rescue branch, handed off `partial`.
@@ -85,6 +88,7 @@ def attempt_item(store: Store, settings: CadreSettings, run: Run, item: WorkItem
             try:
                 if item.start_ref:
                     unstage_onto_merge_base(worktree, attempt.upstream)
+                start_unless_paused(attempt)
                 measured, summary = run_agent(attempt, worktree)
                 commit_change(attempt, worktree, measured, summary)
                 return hand_off(attempt, worktree, land(attempt, worktree), measured, summary)
@@ -112,8 +116,17 @@ def skip_if_landed(attempt: Attempt) -> None:
             summary="already on the branch: an earlier attempt landed it")))
 
 
+def start_unless_paused(attempt: Attempt) -> None:
+    """Step 2: a pause that landed after the claim means the agent never starts: the item goes back, parked."""
+    if attempt.store.runs.get(attempt.run.id).is_paused:
+        raise PausedBeforeStart(Outcome(Next.PAUSED, Handoff(
+            status=HandoffStatus.FAILED, attempt=attempt.item.attempt,
+            summary="given back before its agent started: the run was paused"), "run paused",
+            AttemptOutcome.INTERRUPTED))
+
+
 def run_agent(attempt: Attempt, worktree: Path) -> tuple[dict, str]:
-    """Step 2: the run's agent on the item; returns what it measured and its summary, or exits (its work
+    """Step 3: the run's agent on the item; returns what it measured and its summary, or exits (its work
     rescued) if it stopped at a limit, stopped early or failed."""
     store, run, item = attempt.store, attempt.run, attempt.item
     store.events.emit(run.id, "agent_started", item_id=item.id, attempt=item.attempt)
@@ -131,7 +144,7 @@ def run_agent(attempt: Attempt, worktree: Path) -> tuple[dict, str]:
                                               f"create_task start_from)" if branch else "; nothing changed")
             + (f"\n{summary}" if summary else ""), **measured), f"stopped at {reason}"))
     if result.status in {"stopped", "failed"}:
-        reason = summary if result.status == "failed" else stop_reason(store, run)
+        reason = summary if result.status == "failed" else stop_reason(store, run, item.id)
         branch = _rescue_wip(attempt, worktree, reason)
         handoff = Handoff(status=HandoffStatus.RESCUED if branch else HandoffStatus.FAILED, rescue_branch=branch,
                           summary=f"stopped: {reason}" + (f"; work in progress on {branch}" if branch else ""),
@@ -141,14 +154,14 @@ def run_agent(attempt: Attempt, worktree: Path) -> tuple[dict, str]:
 
 
 def commit_change(attempt: Attempt, worktree: Path, measured: dict, summary: str) -> None:
-    """Step 3: commit what the agent changed, safely; exits if there is nothing that may land."""
+    """Step 4: commit what the agent changed, safely; exits if there is nothing that may land."""
     committed = commit_attempt(attempt.settings, worktree, commit_message(attempt.item, summary), attempt.artifacts)
     if not committed.may_land:
         raise NothingToLand(_refused_or_unchanged(attempt, worktree, measured, summary, committed))
 
 
 def land(attempt: Attempt, worktree: Path) -> LandingResult:
-    """Step 4: land the commit through the run's landing strategy (its conflicts resolved by the agent)."""
+    """Step 5: land the commit through the run's landing strategy (its conflicts resolved by the agent)."""
     store, run, item = attempt.store, attempt.run, attempt.item
     resolver = conflict_resolver(store, attempt.settings, run, item, worktree)
     landing = attempt.landing.land(worktree, attempt.cache, run.branch, item.id, item.attempt,
@@ -160,7 +173,7 @@ def land(attempt: Attempt, worktree: Path) -> LandingResult:
 
 
 def hand_off(attempt: Attempt, worktree: Path, landing: LandingResult, measured: dict, summary: str) -> Outcome:
-    """Step 5: the handoff of a landed (or rescued) commit. A stale attempt (its lease lapsed: frozen, cut
+    """Step 6: the handoff of a landed (or rescued) commit. A stale attempt (its lease lapsed: frozen, cut
     off) hands its item to a new attempt, as the reaper would."""
     stats = diff_stats(worktree, f"{landing.commit}~1", landing.commit)
     if not landing.landed:
@@ -200,10 +213,12 @@ def limit_reason(settings: CadreSettings, result: AgentResult) -> str:
     return result.detail or "its limit"
 
 
-def stop_reason(store: Store, run: Run) -> str:
-    """Why an agent stopped before finishing (a shutdown, or its run ended)."""
+def stop_reason(store: Store, run: Run, item_id: str) -> str:
+    """Why an agent stopped before finishing (a shutdown, an operator's cancel, or its run ended)."""
     if shutdown_requested():
         return "worker shutting down"
+    if store.items.get(item_id).cancel_requested:
+        return "cancelled by an operator (cadre cancel)"
     current = store.runs.get(run.id)
     if current.is_over:
         return f"run ended {current.status.value}" + (f": {current.reason}" if current.reason else "")
@@ -237,7 +252,8 @@ def _run_backend(attempt: Attempt, worktree: Path) -> AgentResult:
     """The run's worker backend on this item: the builtin loop, or an external agent program."""
     store, settings, run, item = attempt.store, attempt.settings, attempt.run, attempt.item
     variables = dict(goal=run.goal, branch=run.branch, title=item.title, instructions=item.instructions,
-                     scope=item.scope, acceptance=item.acceptance, continued_from=item.start_ref or "")
+                     scope=item.scope, acceptance=item.acceptance, continued_from=item.start_ref or "",
+                     guidance=guidance_for(store, run.id, "workers"))
     preset = preset_for(run.worker_backend, settings)
     if preset is not None:
         check_backend(run.worker_backend, settings)
@@ -247,7 +263,8 @@ def _run_backend(attempt: Attempt, worktree: Path) -> AgentResult:
                   lambda _a: "finished", terminal=True)
     prompts = run_prompts(settings, run, worktree)
     return run_role_agent(store, settings, "worker", run.id, f"worker-{item.id}-{item.attempt}",
-                          prompts.render("worker", "system", **variables), prompts.render("worker", "task", **variables),
+                          prompts.render("worker", "system", **variables),
+                          prompts.render("worker", "task", **variables),
                           tools.explore_tools() + tools.edit_tools() + [finish],
                           scopes={"cycle": str(item.cycle), "node": item.node_id, "item": item.id},
                           max_cost_usd=settings.budgets.item_max_cost_usd)

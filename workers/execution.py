@@ -1,8 +1,8 @@
 """A work item's delivery, top to bottom: claim, attempt under a lease, then settle or requeue, exactly once.
 
     delivery ─▶ run over? ─▶ claim ─▶ attempt (workers/attempt.py) ─▶ settle (done | failed) ─▶ its node
-                  │            │                                    └▶ requeue (retry | resume)
-               cancel        dropped (a duplicate or late delivery)
+                  │            │                                    └▶ requeue (retry | resume | paused)
+               cancel        parked (the run is paused), or dropped (a duplicate or late delivery)
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.cycles import Requeue, item_settled, requeue_or_fail
 from orchestrator.landing.strategy import landing_for
+from orchestrator.flow.steering import drain_if_idle
+from orchestrator.state.items import Claim
 from orchestrator.state.models import Handoff, HandoffStatus, ItemStatus, WorkItem
 from orchestrator.state.store import Store
 from workers.attempt import attempt_item
@@ -43,10 +45,15 @@ def execute_work_item(store: Store, settings: CadreSettings, item_id: str, celer
     if run.is_over:
         cancel_delivery(store, settings, pending, f"not started: run ended {run.status.value}")
         return
-    item = store.items.claim(item_id, settings.lease_seconds, socket.gethostname(), celery_hostname, os.getpid())
-    if item is None:
+    claim, item = store.items.claim(item_id, run.id, settings.lease_seconds, socket.gethostname(), celery_hostname,
+                                    os.getpid())
+    if claim is Claim.PARKED:
+        store.events.emit(run.id, "item_parked", item_id=item_id, worker=worker_identity())
+        log.info("item %s parked: its run is paused", item_id)
+        return
+    if claim is Claim.NOT_QUEUED:
         store.events.emit(run.id, "delivery_dropped", item_id=item_id, worker=worker_identity())
-        log.info("item %s is not pending; duplicate or stale delivery dropped", item_id)
+        log.info("item %s is not queued; duplicate or stale delivery dropped", item_id)
         return
     store.events.emit(run.id, "item_claimed", item_id=item.id, attempt=item.attempt, worker=worker_identity())
     started = time.monotonic()
@@ -67,8 +74,8 @@ def execute_work_item(store: Store, settings: CadreSettings, item_id: str, celer
 
 def cancel_delivery(store: Store, settings: CadreSettings, item: WorkItem, summary: str) -> None:
     """The item's run is over: settle the pending item `failed` without starting it (once)."""
-    cancelled = store.items.cancel(item.id, Handoff(status=HandoffStatus.FAILED, attempt=item.attempt,
-                                                    summary=summary))
+    cancelled = store.items.drop(item.id, Handoff(status=HandoffStatus.FAILED, attempt=item.attempt,
+                                                  summary=summary))
     if cancelled is not None:
         item_settled(store, cancelled, settings.planning.max_rounds_per_node)
     else:
@@ -78,11 +85,13 @@ def cancel_delivery(store: Store, settings: CadreSettings, item: WorkItem, summa
 def finish_attempt(store: Store, settings: CadreSettings, item: WorkItem, outcome: Outcome, seconds: float) -> None:
     """Settle or requeue the attempt; a stale attempt (its item taken over) changes nothing but an event."""
     handoff = outcome.handoff.model_copy(update={"seconds": seconds})
-    if outcome.next in (Next.RETRY, Next.RESUME):
-        requeued = requeue_or_fail(store, item, outcome.reason, settings.max_attempts, settings.planning.max_rounds_per_node,
-                                   handoff, interrupted=outcome.next is Next.RESUME, outcome=outcome.attempt_outcome)
+    if outcome.next in (Next.RETRY, Next.RESUME, Next.PAUSED):
+        requeued = requeue_or_fail(store, item, outcome.reason, settings.max_attempts,
+                                   settings.planning.max_rounds_per_node, handoff,
+                                   interrupted=outcome.next is not Next.RETRY, outcome=outcome.attempt_outcome)
         if requeued is Requeue.STALE:
             _report_stale(store, item, handoff)
+        drain_if_idle(store, item.run_id)
         return
     settled = store.items.settle(item.id, item.attempt, SETTLES_AS[outcome.next], handoff, outcome.attempt_outcome)
     if settled is None:
@@ -91,6 +100,7 @@ def finish_attempt(store: Store, settings: CadreSettings, item: WorkItem, outcom
     store.events.emit(item.run_id, "handoff", item_id=item.id, attempt=item.attempt, status=handoff.status.value,
                       commit=handoff.commit, rescue_branch=handoff.rescue_branch, summary=handoff.summary)
     item_settled(store, settled, settings.planning.max_rounds_per_node)
+    drain_if_idle(store, item.run_id)
 
 
 def _report_stale(store: Store, item: WorkItem, handoff: Handoff) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from orchestrator.agent.backends import Preset, agent_env_names, paths_named
@@ -23,13 +26,14 @@ from orchestrator.config.settings import DEMO_MODEL_KEY, CadreSettings
 from orchestrator.flow.agent_runs import open_transcript, run_prompts
 from orchestrator.flow.budgets import enforce_run_budget
 from orchestrator.git.repo import common_git_dir
-from orchestrator.queues.shutdown import shutdown_event, shutdown_requested
+from orchestrator.queues.shutdown import shutdown_requested
 from orchestrator.state.models import HANDOFF_NOTES, Run, WorkItem
 from orchestrator.state.store import Store
 from orchestrator.untrusted.files import read_file
 from orchestrator.untrusted.text import clean_text
 
 GIT_MARGIN_SECONDS = 120
+STOP_POLL_SECONDS = 1.0  # how soon a shutdown or a cancel stops an agent program
 MAX_HANDOFF_BYTES = 1_000_000
 BRIDGE_PORT = 3128  # inside the agent's own network namespace: nothing else listens there
 OUTPUT_TAIL_CHARS = 4000
@@ -121,7 +125,8 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     transcript = open_transcript(store, settings, run.id, f"worker-{item.id}-{item.attempt}", item.id)
     transcript.write("user", content=prompt)
     transcript.write("command", argv=[truncate(word, 200) for word in argv])
-    code, output = _run_program(settings, preset, worktree, io_dir, home, argv, env, transcript)
+    with stop_signal(store, item.id) as stop:
+        code, output = _run_program(settings, preset, worktree, io_dir, home, argv, env, transcript, stop)
     report = read_report(preset.report, code, output, io_dir)
     handoff = read_handoff(handoff_file, report, output)
     prompt_tokens, completion_tokens, cost = report.prompt_tokens, report.completion_tokens, priced(settings, report)
@@ -133,7 +138,7 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     store.usage.add(run.id, "worker", tokens, cost, {"cycle": str(item.cycle), "node": item.node_id,
                                                      "item": item.id}, reported=reported)
     enforce_run_budget(store, run.id, settings.budgets.warning_fraction)
-    status, detail = _status(code, report)
+    status, detail = _status(code, report, stop.is_set())
     transcript.write("output", exit_code=code, output=truncate(clean_text(output), settings.tool_output_chars))
     transcript.write("end", status=status, detail=detail, tokens=tokens, cost_usd=cost, usage_reported=reported)
     transcript.close()
@@ -144,27 +149,51 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
                        transcript=transcript.path, detail=detail, usage_reported=reported)
 
 
+@contextmanager
+def stop_signal(store: Store, item_id: str) -> Iterator[threading.Event]:
+    """An event set once this worker is asked to shut down or an operator cancels the item (`cadre cancel`):
+    the agent program is then stopped, its work kept."""
+    stop, done = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if shutdown_requested() or store.items.get(item_id).cancel_requested:
+                stop.set()
+                return
+            done.wait(STOP_POLL_SECONDS)
+
+    watcher = threading.Thread(target=watch, name=f"stop-{item_id}", daemon=True)
+    watcher.start()
+    try:
+        yield stop
+    finally:
+        done.set()
+        watcher.join(timeout=5)
+
+
 def _run_program(settings: CadreSettings, preset: Preset, worktree: Path, io_dir: Path, home: Path, argv: list[str],
-                 env: dict[str, str], transcript) -> tuple[int | None, str]:
+                 env: dict[str, str], transcript, stop: threading.Event) -> tuple[int | None, str]:
     """Run the agent program in the sandbox, its only way out the egress proxy (started for it, stopped after);
     with `CADRE_SANDBOX=off`, a plain process on the host's network."""
     timeout = max(settings.role("worker").time_limit_seconds - GIT_MARGIN_SECONDS, 30)
     shell_options = dict(readable=(common_git_dir(worktree), *paths_named(preset)), writable=(io_dir,),
                          env_names=agent_env_names(preset, settings), home=str(home))
     if settings.sandbox.mode == "off":
-        return shell_for(settings, worktree, extra_env=env, **shell_options).run(argv, timeout, shutdown_event())
+        return shell_for(settings, worktree, extra_env=env, **shell_options).run(argv, timeout, stop)
     allowed = allowed_hosts(settings.api_base_for("worker"), settings.model_for("worker"), settings.agent_allowed_hosts)
     with tempfile.TemporaryDirectory(prefix="cadre-egress-") as folder, \
             EgressProxy(Path(folder) / "proxy.sock", allowed) as proxy:
         shell = shell_for(settings, worktree, extra_env=env | proxy_env(BRIDGE_PORT),
                           bridge=Bridge(BRIDGE_PORT, Path(folder) / "proxy.sock"), **shell_options)
-        code, output = shell.run(argv, timeout, shutdown_event())
+        code, output = shell.run(argv, timeout, stop)
     if proxy.denied:
         transcript.write("egress_refused", hosts=sorted(set(proxy.denied))[:20])
     return code, output
 
 
-def _status(code: int | None, report: AgentReport) -> tuple[str, str]:
+def _status(code: int | None, report: AgentReport, stopped: bool) -> tuple[str, str]:
     if code is None:
-        return ("stopped", "worker shutting down") if shutdown_requested() else ("limit", "Cadre's time limit")
+        if shutdown_requested():
+            return "stopped", "worker shutting down"
+        return ("stopped", "cancelled by an operator") if stopped else ("limit", "Cadre's time limit")
     return report.outcome, report.detail

@@ -19,6 +19,7 @@ class Next(Enum):
     FAILED = "failed"  # settle `failed` (its planner decides what follows)
     RETRY = "retry"  # a new attempt; this one counts as a failure
     RESUME = "resume"  # a new attempt after a graceful stop (shutdown); this one does not count
+    PAUSED = "paused"  # given back before its agent started: the run was paused (parked until it resumes)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class StoppedAtLimit(AttemptExit):
 
 class AgentStopped(AttemptExit):
     """The agent stopped early (its run ended, a shutdown) or failed."""
+
+
+class PausedBeforeStart(AttemptExit):
+    """The run was paused between the claim and the agent's start: the agent never starts."""
 
 
 class NothingToLand(AttemptExit):

@@ -188,7 +188,7 @@ class Stack:
         return found
 
     def unsettled(self, run_id: str) -> list[str]:
-        return [i.id for i in self.items(run_id) if i.status in {ItemStatus.PENDING, ItemStatus.RUNNING}]
+        return [i.id for i in self.items(run_id) if i.status in {ItemStatus.QUEUED, ItemStatus.RUNNING}]
 
     def ended(self, run_id: str) -> bool:
         return self.run(run_id).is_over

@@ -21,7 +21,7 @@ from orchestrator.state.models import ItemStatus
 from tests.services import git
 
 RECOVERY_TARGET_SECONDS = 120.0
-UNSETTLED = {ItemStatus.PENDING, ItemStatus.RUNNING}
+UNSETTLED = {ItemStatus.QUEUED, ItemStatus.RUNNING}
 
 
 def trailer_counts(stack: Stack) -> Counter:

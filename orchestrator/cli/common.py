@@ -31,10 +31,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from orchestrator.agent.backends import BackendUnavailable
     from orchestrator.agent.sandbox import SandboxUnavailable
     from orchestrator.flow.runs import RunRequestError
+    from orchestrator.flow.steering import SteeringError
     from orchestrator.state.records import StoreUnavailable, UnknownRecord
 
     return (StoreUnavailable, UnknownRecord, RunRequestError, MissingModelError, BackendUnavailable,
-            SandboxUnavailable)
+            SandboxUnavailable, SteeringError)
 
 
 def guarded(action):

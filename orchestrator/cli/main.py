@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from orchestrator.cli import run_commands, service_commands  # noqa: F401  (they register their commands)
+from orchestrator.cli import run_commands, service_commands, steering_commands  # noqa: F401  (they register commands)
 from orchestrator.cli.common import cli
 
 

@@ -29,6 +29,9 @@ def run(
     backend: str = typer.Option(None, help="Worker agent: builtin, claude-code, codex, aider, mini-swe-agent, command."),
     check: str = typer.Option(None, help="Command that must pass on the branch before the judge may say done "
                                          "(default CADRE_CHECK_COMMAND), e.g. 'pytest -q'."),
+    approve_plans: bool = typer.Option(False, "--approve-plans",
+                                       help="Planned items wait for `cadre approve` (or `cadre reject`) before any "
+                                            "worker starts them."),
     wait: bool = typer.Option(False, "--wait", help="Block until the run ends; exit 0 only if it ends done."),
 ) -> None:
     """Start a run; prints its id alone on the first line."""
@@ -36,7 +39,7 @@ def run(
 
     budgets = Budgets(max_cost_usd=max_cost, max_tokens=max_tokens, max_hours=max_hours)
     request = RunRequest(repo=repo, goal=goal, branch=branch, budgets=budgets, max_cycles=max_cycles,
-                         backend=backend, check_command=check)
+                         backend=backend, check_command=check, approve_plans=approve_plans)
     new_run = guarded(lambda: start_run(open_store(), get_settings(), request))
     print(new_run.id, flush=True)
     if wait:

@@ -55,7 +55,7 @@ def run_role_agent(store: Store, settings: CadreSettings, role: Role, run_id: st
     """Run the builtin agent of `role`; every call's tokens and cost go to the run's usage under `scopes`.
 
     The agent stops at its next step once the run has ended (stopped, out of budget...), this
-    process was asked to shut down (SIGTERM), or its own `max_cost_usd` is spent. A model that
+    process was asked to shut down (SIGTERM), its own `max_cost_usd` is spent, or its item was cancelled. A model that
     cannot be used at all (bad key, unknown model) ends the run `failed` with that one-line reason.
     """
     from orchestrator.agent.model_access import LiteLLMModel, ModelAccessError  # litellm's import is slow
@@ -67,15 +67,21 @@ def run_role_agent(store: Store, settings: CadreSettings, role: Role, run_id: st
         store.usage.add(run_id, role, reply.tokens, reply.cost_usd, scopes)
         enforce_run_budget(store, run_id, settings.budgets.warning_fraction)
 
+    item_id = (scopes or {}).get("item")
+
     def must_stop() -> bool:
+        """Before each model call: the agent's own budget, a shutdown, the run's budget (which an operator may
+        have lowered: no call goes beyond it) or end, and an operator's cancel of its item."""
         if max_cost_usd is not None and spent["cost"] >= max_cost_usd:
             return True
-        return shutdown_requested() or store.runs.get(run_id).is_over
+        if shutdown_requested() or enforce_run_budget(store, run_id, settings.budgets.warning_fraction):
+            return True
+        return item_id is not None and store.items.get(item_id).cancel_requested
 
     loop = AgentLoop(
         model=LiteLLMModel(settings, role), tools=tools, max_steps=max_steps or settings.role(role).max_steps,
         output_limit=settings.tool_output_chars,
-        transcript=open_transcript(store, settings, run_id, transcript_name, (scopes or {}).get("item")),
+        transcript=open_transcript(store, settings, run_id, transcript_name, item_id),
         on_reply=record, should_stop=must_stop,
     )
     try:

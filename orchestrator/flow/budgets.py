@@ -1,8 +1,8 @@
 """Run budgets enforced in code: cost, tokens and wall time, with a one-time warning before the end.
 
-When a budget is spent the run ends `budget_exhausted`: nothing new is dispatched, and running
-agents stop at their next step (their work rescued), because every agent checks the run's status
-before each model call.
+When a budget is spent the run ends `budget_exhausted` (and `max_cycles` when its cycle limit was lowered
+below the cycle that runs): nothing new is dispatched, and running agents stop before their next model call
+(their work rescued), because every agent enforces the budget before each call.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ def enforce_run_budget(store: Store, run_id: str, warning_fraction: float) -> bo
     """
     run = store.runs.get(run_id)
     if run.is_over:
+        return True
+    if run.cycle > run.max_cycles:  # lowered live (`cadre budget --max-cycles`) below the cycle that runs
+        reason = f"max cycles lowered to {run.max_cycles} while cycle {run.cycle} ran"
+        if store.runs.end(run_id, RunStatus.MAX_CYCLES, reason):
+            log.warning("run %s: %s", run_id, reason)
         return True
     fractions = budget_fractions(store, run)
     spent = sorted(kind for kind, fraction in fractions.items() if fraction >= 1.0)

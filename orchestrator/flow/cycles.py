@@ -36,8 +36,10 @@ MAX_INTERRUPTIONS = 20
 class Requeue(Enum):
     """What `requeue_or_fail` did with a running attempt's item."""
 
-    REQUEUED = "requeued"  # pending again, for a new attempt
+    REQUEUED = "requeued"  # queued again, for a new attempt
+    PARKED = "parked"  # queued again, parked: its run is paused, resuming it sends the item
     FAILED = "failed"  # settled `failed`: attempts spent, or the run is over
+    CANCELLED = "cancelled"  # settled `cancelled`: an operator cancelled it while it ran
     STALE = "stale"  # nothing: the attempt no longer runs (someone else acted)
 
 
@@ -79,10 +81,17 @@ def requeue_or_fail(store: Store, item: WorkItem, reason: str, max_attempts: int
             return Requeue.STALE
         item_settled(store, settled, max_rounds)
         return Requeue.FAILED
-    if store.items.requeue(item.id, item.attempt, interrupted, outcome) is None:
+    requeued = store.items.requeue(item, interrupted, outcome, handoff)
+    if requeued is None:
         return Requeue.STALE
+    if requeued.status is ItemStatus.CANCELLED:
+        item_settled(store, requeued, max_rounds)
+        return Requeue.CANCELLED
     store.events.emit(item.run_id, "item_requeued", item_id=item.id, attempt=item.attempt, reason=reason,
-                      rescue_branch=handoff.rescue_branch if handoff else None)
+                      rescue_branch=handoff.rescue_branch if handoff else None, parked=requeued.parked)
+    if requeued.parked:
+        log.info("item %s attempt %s requeued, parked while its run is paused: %s", item.id, item.attempt, reason)
+        return Requeue.PARKED
     dispatch_work_item(item)
     log.info("item %s attempt %s requeued: %s", item.id, item.attempt, reason)
     return Requeue.REQUEUED

@@ -9,7 +9,7 @@ from orchestrator.config.secrets import redact_url
 from orchestrator.config.settings import ROLES, CadreSettings
 from orchestrator.flow.cycles import new_cycle
 from orchestrator.queues.dispatch import dispatch_planner
-from orchestrator.state.models import Run, RunStatus, WorkItem, new_id
+from orchestrator.state.models import Run, RunStatus, WorkItem, new_id, now
 from orchestrator.state.records import UnknownRecord
 from orchestrator.state.store import Store
 
@@ -56,6 +56,7 @@ class RunRequest:
     budgets: Budgets = Budgets()
     max_cycles: int | None = None
     backend: str | None = None
+    approve_plans: bool = False
     check_command: str | None = None
 
 
@@ -78,7 +79,7 @@ def start_run(store: Store, settings: CadreSettings, request: RunRequest) -> Run
               max_tokens=budgets.max_tokens or settings.budgets.max_tokens,
               max_hours=budgets.max_hours or settings.budgets.max_hours,
               worker_backend=backend, check_command=(request.check_command or settings.check_command or None),
-              start_commit=head)
+              start_commit=head, approve_plans=request.approve_plans)
     cycle, root = new_cycle(run.id, 1)
     store.runs.create(run, cycle, root, repo_url=request.repo)
     store.events.emit(run.id, "run_created", repo=run.repo, branch=run.branch, head=head,
@@ -111,6 +112,14 @@ def node_tree(store: Store, run_id: str, items: list, usage: dict[str, float]) -
                      "tokens": int(usage.get(f"node:{node.id}:tokens", 0)),
                      "cost_usd": round(usage.get(f"node:{node.id}:cost_usd", 0.0), 6)})
     return tree
+
+
+def budget_view(run: Run, usage: dict[str, float]) -> dict:
+    """The run's current limits (an operator may have changed them) and what it has spent of each."""
+    return {"max_cost_usd": run.max_cost_usd, "max_tokens": run.max_tokens, "max_hours": run.max_hours,
+            "max_cycles": run.max_cycles,
+            "spent": {"cost_usd": round(usage.get("cost_usd", 0.0), 6), "tokens": int(usage.get("tokens", 0)),
+                      "hours": round(((run.ended_at or now()) - run.created_at) / 3600, 4), "cycles": run.cycle}}
 
 
 def item_view(item: WorkItem) -> dict:
@@ -165,5 +174,9 @@ def run_status(store: Store, run_id: str) -> dict:
         },
         "usage_unreported_calls": int(usage.get("unreported_calls", 0)),
         "budgets": {"max_cost_usd": run.max_cost_usd, "max_tokens": run.max_tokens, "max_hours": run.max_hours},
+        "budget": budget_view(run, usage),
+        "paused": run.is_paused,
+        "approve_plans": run.approve_plans,
+        "guidance": [g.model_dump(include={"at", "text", "by", "to"}) for g in store.steering.guidance(run_id)],
         "worker_backend": run.worker_backend,
     }

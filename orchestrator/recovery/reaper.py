@@ -26,7 +26,7 @@ def reap_lapsed_attempts(store: Store, settings: CadreSettings) -> list[str]:
         if item.status is not ItemStatus.RUNNING:
             continue
         log.warning("item %s attempt %s: lease lapsed, worker presumed lost", item.id, item.attempt)
-        requeue_or_fail(store, item, "worker lost (lease lapsed)", settings.max_attempts, settings.planning.max_rounds_per_node,
-                        outcome=AttemptOutcome.LOST)
+        requeue_or_fail(store, item, "worker lost (lease lapsed)", settings.max_attempts,
+                        settings.planning.max_rounds_per_node, outcome=AttemptOutcome.LOST)
         acted.append(item_id)
     return acted

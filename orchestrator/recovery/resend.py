@@ -33,9 +33,9 @@ def resend_lost_work(store: Store, run: Run, grace_seconds: float) -> list[str]:
     returns the ids sent again."""
     deadline = now() - grace_seconds
     items = [i for i in store.items.many(store.items.ids_of_run(run.id))
-             if i.status is ItemStatus.PENDING and i.queued_at < deadline]
+             if i.status is ItemStatus.QUEUED and not i.parked and i.queued_at < deadline]
     nodes = [n for n in store.nodes.many(store.nodes.ids_of_run(run.id))
-             if n.status is NodeStatus.PENDING and n.queued_at < deadline]
+             if n.status is NodeStatus.PENDING and not n.parked and n.queued_at < deadline]
     sent: list[str] = []
     for item in _not_waiting(store, "work", EXECUTE_WORK_ITEM, items):
         dispatch_work_item(item)

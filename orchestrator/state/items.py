@@ -1,10 +1,17 @@
-"""Work items and their leases in Redis: add, claim, refresh, requeue, settle."""
+"""Work items and their leases in Redis: add, claim, refresh, requeue, settle, drop.
+
+Every transition that puts an item back in the queue sees its run's record in the same transaction: while
+the run is paused the item is parked (nothing dispatches it; resuming the run does).
+"""
 
 from __future__ import annotations
 
+from enum import Enum
+
 from orchestrator.state.keys import Keys
 from orchestrator.state.metrics import observe_attempt
-from orchestrator.state.models import SETTLED_ITEM_STATUSES, Attempt, AttemptOutcome, Handoff, ItemStatus, WorkItem, now
+from orchestrator.state.models import (SETTLED_ITEM_STATUSES, Attempt, AttemptOutcome, Handoff, ItemStatus, Run,
+                                       WorkItem, now)
 from orchestrator.state.nodes import NodeRecords
 from orchestrator.state.records import JsonRecords, TransitionRefused, UnknownRecord
 
@@ -15,6 +22,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+class Claim(Enum):
+    """What a delivery's claim did."""
+
+    CLAIMED = "claimed"  # running, as a new attempt under a lease
+    PARKED = "parked"  # its run is paused: the item waits, parked, until the run resumes
+    NOT_QUEUED = "not_queued"  # a duplicate or late delivery: nothing changed
+
+
+def queued_fields(run: Run) -> dict:
+    """The fields of an item going (back) to the queue: parked while its run is paused."""
+    return {"status": ItemStatus.QUEUED, "parked": run.is_paused, "queued_at": now()}
 
 
 def _ended(attempts: list[Attempt], outcome: AttemptOutcome) -> list[Attempt]:
@@ -32,7 +52,7 @@ def _observe_ended(pipe, item: WorkItem) -> None:
 
 
 class ItemRecords:
-    """Work items and their leases: add, claim, refresh, requeue, settle."""
+    """Work items and their leases: add, claim, refresh, requeue, settle, drop."""
 
     def __init__(self, records: JsonRecords, nodes: NodeRecords):
         self.records, self.nodes = records, nodes
@@ -40,10 +60,11 @@ class ItemRecords:
         self._extend_if_held = self.redis.register_script(EXTEND_IF_HELD)
 
     def add(self, item: WorkItem, max_per_cycle: int) -> str:
-        """Record a new pending item as a child of its planning node; "" or the reason it was refused."""
+        """Record a new item (queued, or awaiting approval) as a child of its planning node; "" or the reason
+        it was refused."""
         return self.nodes.add_child(item.node_id, item.id, Keys.item(item.id), item.model_dump_json(),
-                              Keys.cycle_items(item.run_id, item.cycle), max_per_cycle,
-                              extra={Keys.run_items(item.run_id): item.id})
+                                    Keys.cycle_items(item.run_id, item.cycle), max_per_cycle,
+                                    extra={Keys.run_items(item.run_id): item.id})
 
     def get(self, item_id: str) -> WorkItem:
         """The item `item_id`; UnknownRecord (naming it) if there is none."""
@@ -60,24 +81,29 @@ class ItemRecords:
         """Ids of every item of the run (all cycles), in creation order."""
         return list(self.redis.lrange(Keys.run_items(run_id), 0, -1))
 
-    def claim(self, item_id: str, lease_seconds: int, host: str = "", celery_hostname: str = "",
-              pid: int = 0) -> WorkItem | None:
-        """Take a pending item: `running`, next attempt number (recorded with who runs it), lease set.
-
-        None if the item is not pending (a duplicate or late delivery).
-        """
-        def change(item: WorkItem) -> WorkItem:
-            if item.status is not ItemStatus.PENDING:
+    def claim(self, item_id: str, run_id: str, lease_seconds: int, host: str = "", celery_hostname: str = "",
+              pid: int = 0) -> tuple[Claim, WorkItem | None]:
+        """Take a queued item: `running`, next attempt number (recorded with who runs it), lease set; or park it
+        if its run is paused at that very moment. NOT_QUEUED (and None): a duplicate or late delivery."""
+        def change(item: WorkItem, run: Run) -> WorkItem:
+            if item.status is not ItemStatus.QUEUED:
                 raise TransitionRefused(f"item {item_id} is {item.status}")
+            if run.is_paused:
+                return item.model_copy(update={"parked": True})
             attempt = Attempt(number=item.attempt + 1, host=host, celery_hostname=celery_hostname, pid=pid)
-            return item.model_copy(update={"status": ItemStatus.RUNNING, "attempt": attempt.number,
+            return item.model_copy(update={"status": ItemStatus.RUNNING, "attempt": attempt.number, "parked": False,
                                            "started_at": attempt.started_at, "attempts": [*item.attempts, attempt]})
 
         def also(pipe, _old, new: WorkItem) -> None:
-            pipe.set(Keys.lease(item_id), new.attempt, ex=lease_seconds)
-            pipe.sadd(Keys.running_items(), item_id)
+            if new.status is ItemStatus.RUNNING:
+                pipe.set(Keys.lease(item_id), new.attempt, ex=lease_seconds)
+                pipe.sadd(Keys.running_items(), item_id)
 
-        return self.records.transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
+        claimed = self.records.transition_or_none(Keys.item(item_id), WorkItem, change, also=also,
+                                                  seen=(Keys.run(run_id), Run))
+        if claimed is None:
+            return Claim.NOT_QUEUED, None
+        return (Claim.CLAIMED if claimed.status is ItemStatus.RUNNING else Claim.PARKED), claimed
 
     def refresh_lease(self, item_id: str, attempt: int, lease_seconds: int) -> bool:
         """Extend the lease if `attempt` still holds it, atomically (compare and extend in one script);
@@ -88,14 +114,16 @@ class ItemRecords:
                outcome: AttemptOutcome | None = None) -> WorkItem | None:
         """Settle a running attempt with its handoff and drop it from its node's pending set, atomically.
 
-        None if the item is not running `attempt` (already settled or taken over): nothing is written.
+        An attempt stopped by `cadre cancel` settles `cancelled` (one that landed first stays done). None if
+        the item is not running `attempt` (already settled or taken over): nothing is written.
         """
         assert status in SETTLED_ITEM_STATUSES
 
         def change(item: WorkItem) -> WorkItem:
             if item.status is not ItemStatus.RUNNING or item.attempt != attempt:
                 raise TransitionRefused(f"item {item_id} is {item.status} at attempt {item.attempt}")
-            return item.model_copy(update={"status": status, "handoff": handoff, "settled_at": now(),
+            ended = ItemStatus.CANCELLED if item.cancel_requested and status is ItemStatus.FAILED else status
+            return item.model_copy(update={"status": ended, "handoff": handoff, "settled_at": now(),
                                            "attempts": _ended(item.attempts,
                                                               outcome or AttemptOutcome(handoff.status.value))})
 
@@ -107,40 +135,50 @@ class ItemRecords:
 
         return self.records.transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
 
-    def cancel(self, item_id: str, handoff: Handoff) -> WorkItem | None:
-        """Settle a pending item `failed` without running it (its run has ended); None if not pending."""
+    def drop(self, item_id: str, handoff: Handoff, status: ItemStatus = ItemStatus.FAILED) -> WorkItem | None:
+        """Settle a waiting item (queued or awaiting approval) without running it, as `status`: `failed` when
+        its run has ended, `cancelled` when an operator dropped it. None if it was not waiting."""
         def change(item: WorkItem) -> WorkItem:
-            if item.status is not ItemStatus.PENDING:
+            if item.status not in (ItemStatus.QUEUED, ItemStatus.AWAITING_APPROVAL):
                 raise TransitionRefused(f"item {item_id} is {item.status}")
-            return item.model_copy(update={"status": ItemStatus.FAILED, "handoff": handoff, "settled_at": now()})
+            return item.model_copy(update={"status": status, "handoff": handoff, "settled_at": now(),
+                                           "parked": False})
 
         def also(pipe, _old, new: WorkItem) -> None:
             pipe.srem(Keys.node_pending(new.node_id), item_id)
 
         return self.records.transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
 
-    def requeue(self, item_id: str, attempt: int, interrupted: bool = False,
-                outcome: AttemptOutcome | None = None) -> WorkItem | None:
-        """Put running `attempt` back to pending; None if not running it.
+    def requeue(self, item: WorkItem, interrupted: bool = False, outcome: AttemptOutcome | None = None,
+                handoff: Handoff | None = None) -> WorkItem | None:
+        """Put `item`'s running attempt back in the queue (parked if its run is paused); None if that attempt
+        no longer runs.
 
         The attempt counts as a failure (a crash, an error, a lost worker) unless it was `interrupted`
-        (a graceful stop: SIGTERM, a rolling restart, a scale-in), which is counted apart.
+        (a graceful stop: SIGTERM, a rolling restart, a scale-in, a pause), which is counted apart. An item
+        an operator cancelled meanwhile settles `cancelled`, with `handoff`: nothing undoes a cancel.
         """
-        def change(item: WorkItem) -> WorkItem:
-            if item.status is not ItemStatus.RUNNING or item.attempt != attempt:
-                raise TransitionRefused(f"item {item_id} is {item.status} at attempt {item.attempt}")
+        def change(current: WorkItem, run: Run) -> WorkItem:
+            if current.status is not ItemStatus.RUNNING or current.attempt != item.attempt:
+                raise TransitionRefused(f"item {item.id} is {current.status} at attempt {current.attempt}")
             counter = "interruptions" if interrupted else "failures"
-            ended = _ended(item.attempts,
+            ended = _ended(current.attempts,
                            outcome or (AttemptOutcome.INTERRUPTED if interrupted else AttemptOutcome.ERROR))
-            return item.model_copy(update={"status": ItemStatus.PENDING, counter: getattr(item, counter) + 1,
-                                           "attempts": ended, "queued_at": now()})
+            if current.cancel_requested:
+                return current.model_copy(update={"status": ItemStatus.CANCELLED, "attempts": ended,
+                                                  "settled_at": now(), "handoff": handoff or current.handoff})
+            return current.model_copy(update={**queued_fields(run), counter: getattr(current, counter) + 1,
+                                              "attempts": ended})
 
         def also(pipe, _old, new: WorkItem) -> None:
-            pipe.srem(Keys.running_items(), item_id)
-            pipe.delete(Keys.lease(item_id))
+            pipe.srem(Keys.running_items(), item.id)
+            pipe.delete(Keys.lease(item.id))
+            if new.status is ItemStatus.CANCELLED:
+                pipe.srem(Keys.node_pending(new.node_id), item.id)
             _observe_ended(pipe, new)
 
-        return self.records.transition_or_none(Keys.item(item_id), WorkItem, change, also=also)
+        return self.records.transition_or_none(Keys.item(item.id), WorkItem, change, also=also,
+                                               seen=(Keys.run(item.run_id), Run))
 
     def running_ids(self) -> list[str]:
         """Items with a running attempt, in any run."""

@@ -44,6 +44,7 @@ class Keys:
     item_transcripts = _key("cadre:item:{}:transcripts")
     metrics = _key("cadre:metrics")
     running_items = _key("cadre:items:running")
+    guidance = _key("cadre:run:{}:guidance")
     # The landing queue of one branch of one repository (`landing_branch` gives its id) and its lander.
     landing_queue = _key("cadre:land:{}:queue")
     landing_processing = _key("cadre:land:{}:processing")

@@ -28,6 +28,8 @@ class Contract(BaseModel):
 
 class RunStatus(StrEnum):
     RUNNING = "running"
+    PAUSED = "paused"  # nothing new starts; what runs finishes and lands (`cadre pause`)
+    DRAINING = "draining"  # as paused, then it ends `stopped` once nothing runs (`cadre drain`)
     DONE = "done"
     MAX_CYCLES = "max_cycles"
     STOPPED = "stopped"
@@ -50,13 +52,21 @@ class NodeStatus(StrEnum):
 
 
 class ItemStatus(StrEnum):
-    PENDING = "pending"
+    QUEUED = "queued"
+    AWAITING_APPROVAL = "awaiting_approval"  # planned in a run started with --approve-plans: waits for approval
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # dropped by `cadre cancel` or `cadre reject`, or not started when its run drained
+
+    @classmethod
+    def _missing_(cls, value: object) -> ItemStatus | None:
+        return cls.QUEUED if value == "pending" else None  # the name of `queued` in records of earlier versions
 
 
-SETTLED_ITEM_STATUSES = frozenset({ItemStatus.DONE, ItemStatus.FAILED})
+SETTLED_ITEM_STATUSES = frozenset({ItemStatus.DONE, ItemStatus.FAILED, ItemStatus.CANCELLED})
+# A run whose status is one of these has not ended: its state may still change.
+LIVE_RUN_STATUSES = frozenset({RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.DRAINING})
 SETTLED_NODE_STATUSES = frozenset({NodeStatus.DONE, NodeStatus.FAILED})
 
 
@@ -88,10 +98,17 @@ class Run(Contract):
     ended_at: float | None = None
     reason: str = ""
 
+    approve_plans: bool = False  # planned items wait for `cadre approve` (`cadre run --approve-plans`)
+
     @property
     def is_over(self) -> bool:
-        """Whether the run has ended (done, stopped, failed, out of budget or cycles): nothing new starts."""
-        return self.status is not RunStatus.RUNNING
+        """Whether the run has ended (done, stopped, failed, out of budget or cycles): nothing changes any more."""
+        return self.status not in LIVE_RUN_STATUSES
+
+    @property
+    def is_paused(self) -> bool:
+        """Paused or draining: no new attempt, planner round or cycle starts; what runs finishes."""
+        return self.status in (RunStatus.PAUSED, RunStatus.DRAINING)
 
 
 class Verdict(Contract):
@@ -111,6 +128,23 @@ class Event(Contract):
     run_id: str
     at: float = Field(default_factory=now)
     data: dict = Field(default_factory=dict)
+
+
+GUIDANCE_AUDIENCES = ("planners", "workers", "all")
+
+
+class Guidance(Contract):
+    """Text an operator added to a live run (`cadre guide`): planners and the judge see it (`to` planners or
+    all), workers too (`to` workers or all), in every prompt that starts afterwards."""
+
+    at: float = Field(default_factory=now)
+    text: str
+    by: str  # user@host of whoever gave it
+    to: str = "planners"
+
+    def reaches(self, audience: str) -> bool:
+        """Whether `audience` (planners, which include the judge, or workers) sees this guidance."""
+        return self.to in (audience, "all")
 
 
 class Cycle(Contract):
@@ -146,6 +180,7 @@ class PlannerNode(Contract):
     created_at: float = Field(default_factory=now)
     queued_at: float = Field(default_factory=now)  # when its current round was queued (for lost messages)
     started_at: float | None = None
+    parked: bool = False  # its round was delivered while the run was paused: resuming the run sends it again
 
 
 class AttemptOutcome(StrEnum):
@@ -214,7 +249,7 @@ class WorkItem(Contract):
     priority: int = 0
     start_ref: str | None = None  # a branch to start from (a partial item's rescue branch), not the branch head
     round: int = 1
-    status: ItemStatus = ItemStatus.PENDING
+    status: ItemStatus = ItemStatus.QUEUED
     queued_at: float = Field(default_factory=now)  # when its next attempt was queued (for lost messages)
     attempt: int = 0
     failures: int = 0
@@ -224,3 +259,6 @@ class WorkItem(Contract):
     started_at: float | None = None
     settled_at: float | None = None
     handoff: Handoff | None = None
+    parked: bool = False  # delivered while its run was paused: resuming the run sends it again
+    cancel_requested: bool = False  # `cadre cancel` while it ran: its attempt stops at its next step
+

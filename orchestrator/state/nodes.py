@@ -7,7 +7,7 @@ from enum import Enum
 import redis
 
 from orchestrator.state.keys import Keys
-from orchestrator.state.models import NodeStatus, PlannerNode, now
+from orchestrator.state.models import NodeStatus, PlannerNode, Run, now
 from orchestrator.state.records import JsonRecords, TransitionRefused
 
 
@@ -42,14 +42,17 @@ class NodeRecords:
         """Ids of the node's children (work items and sub-planner nodes), in creation order."""
         return list(self.redis.lrange(Keys.node_items(node_id), 0, -1))
 
-    def start(self, node_id: str) -> PlannerNode | None:
-        """Move a pending node to `planning` (a first round or a wake-up); None if it is not pending."""
-        def change(node: PlannerNode) -> PlannerNode:
+    def start(self, node_id: str, run_id: str) -> PlannerNode | None:
+        """Move a pending node to `planning` (a first round or a wake-up), or park it if its run is paused at
+        that very moment (check `parked` on the result); None if it is not pending."""
+        def change(node: PlannerNode, run: Run) -> PlannerNode:
             if node.status is not NodeStatus.PENDING:
                 raise TransitionRefused(f"node {node_id} is {node.status}")
-            return node.model_copy(update={"status": NodeStatus.PLANNING, "started_at": now()})
+            if run.is_paused:
+                return node.model_copy(update={"parked": True})
+            return node.model_copy(update={"status": NodeStatus.PLANNING, "started_at": now(), "parked": False})
 
-        return self.records.transition_or_none(Keys.node(node_id), PlannerNode, change)
+        return self.records.transition_or_none(Keys.node(node_id), PlannerNode, change, seen=(Keys.run(run_id), Run))
 
     def finish_planning(self, node_id: str, summary: str, error: str = "") -> bool:
         """The node's agent has ended (with `error` if it failed): it now waits for its pending children.

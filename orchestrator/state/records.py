@@ -83,19 +83,24 @@ class JsonRecords:
             return []
         return [model.model_validate_json(raw) for raw in self.redis.mget(keys) if raw is not None]
 
-    def transition(self, key: str, model: type[M], change: Callable[[M], M], extra_watch: tuple[str, ...] = (),
-                   also: Callable[[redis.client.Pipeline, M, M], None] | None = None) -> M:
-        """Apply `change` to the record at `key` atomically; `also` queues more writes in the same MULTI."""
+    def transition(self, key: str, model: type[M], change: Callable[..., M], extra_watch: tuple[str, ...] = (),
+                   also: Callable[[redis.client.Pipeline, M, M], None] | None = None,
+                   seen: tuple[str, type[Contract]] | None = None) -> M:
+        """Apply `change` to the record at `key` atomically; `also` queues more writes in the same MULTI.
+
+        With `seen` (a key and its model), that record is watched too and passed to `change` as its second
+        argument: the change holds only if that record did not change meanwhile (a run's status, say)."""
         result: dict[str, M] = {}
+        watched = (*extra_watch, seen[0]) if seen else extra_watch
 
         def attempt(pipe: redis.client.Pipeline) -> None:
             current = self.load(key, model, pipe)
-            updated = change(current)
+            updated = change(current, self.load(seen[0], seen[1], pipe)) if seen else change(current)
             pipe.multi()
             pipe.set(key, updated.model_dump_json())
             if also is not None:
                 also(pipe, current, updated)
             result["value"] = updated
 
-        self.redis.transaction(attempt, key, *extra_watch)
+        self.redis.transaction(attempt, key, *watched)
         return result["value"]

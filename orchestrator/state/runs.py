@@ -91,7 +91,7 @@ class RunRecords:
         """Give every key of an ended run a TTL so nothing grows forever."""
         run = self.get(run_id)
         keys = [Keys.run(run_id), Keys.usage(run_id), Keys.events(run_id), Keys.run_items(run_id),
-                Keys.run_nodes(run_id), Keys.checks(run_id), Keys.repo_url(run_id)]
+                Keys.run_nodes(run_id), Keys.checks(run_id), Keys.repo_url(run_id), Keys.guidance(run_id)]
         for number in range(1, run.cycle + 1):
             keys += [Keys.cycle(run_id, number), Keys.cycle_items(run_id, number), Keys.cycle_nodes(run_id, number)]
         for node_id in self.redis.lrange(Keys.run_nodes(run_id), 0, -1):
@@ -103,10 +103,11 @@ class RunRecords:
         pipe.execute()
 
     def advance_cycle(self, run_id: str, from_cycle: int, cycle: Cycle, root: PlannerNode) -> bool:
-        """Advance a running run from `from_cycle` to `cycle` once; False if someone already did."""
+        """Advance a running run from `from_cycle` to `cycle` once; False if someone already did, or the run is not
+        running (paused, draining, ended)."""
         def change(run: Run) -> Run:
-            if run.is_over or run.cycle != from_cycle:
-                raise TransitionRefused(f"run {run_id} is not at cycle {from_cycle}")
+            if run.status is not RunStatus.RUNNING or run.cycle != from_cycle:  # paused: no new cycle starts
+                raise TransitionRefused(f"run {run_id} is {run.status} at cycle {run.cycle}")
             return run.model_copy(update={"cycle": cycle.number})
 
         def also(pipe, _old, _new) -> None:
@@ -129,13 +130,15 @@ class CycleRecords:
         return self.records.load(Keys.cycle(run_id, number), Cycle)
 
     def begin_judging(self, run_id: str, number: int) -> bool:
-        """Mark a cycle `judging` once; False if it already was (so the judge is enqueued once)."""
-        def change(cycle: Cycle) -> Cycle:
-            if cycle.status is not CycleStatus.PLANNING:
-                raise TransitionRefused(f"cycle {number} is {cycle.status}")
+        """Mark a cycle `judging` once; False if it already was (so the judge is enqueued once), or if the run is
+        paused or draining (its tick or its resume closes the cycle later)."""
+        def change(cycle: Cycle, run: Run) -> Cycle:
+            if cycle.status is not CycleStatus.PLANNING or run.is_paused:
+                raise TransitionRefused(f"cycle {number} is {cycle.status}, its run {run.status}")
             return cycle.model_copy(update={"status": CycleStatus.JUDGING, "judging_at": now()})
 
-        return self.records.transition_or_none(Keys.cycle(run_id, number), Cycle, change) is not None
+        return self.records.transition_or_none(Keys.cycle(run_id, number), Cycle, change,
+                                               seen=(Keys.run(run_id), Run)) is not None
 
     def close(self, run_id: str, number: int, verdict: Verdict) -> bool:
         """Record the verdict and close a judging cycle once; False if it was already closed."""

@@ -9,6 +9,7 @@ from orchestrator.state.items import ItemRecords
 from orchestrator.state.nodes import NodeRecords
 from orchestrator.state.records import JsonRecords, connect
 from orchestrator.state.runs import CycleRecords, RunRecords
+from orchestrator.state.steering import SteeringRecords
 from orchestrator.state.transcripts import TranscriptStore
 
 
@@ -27,6 +28,7 @@ class Store:
         self.cycles = CycleRecords(records)
         self.nodes = NodeRecords(records)
         self.items = ItemRecords(records, self.nodes)
+        self.steering = SteeringRecords(records)
 
 
 _store: Store | None = None

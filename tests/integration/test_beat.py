@@ -19,7 +19,7 @@ def test_tick_judges_a_cycle_whose_trigger_was_lost(cadre, remote, store):
         run_id = result.stdout.splitlines()[0]
         root_id = store.cycles.get(run_id, 1).root_node_id
         # The root planner ends without anyone noticing: no planner process, no settle trigger.
-        store.nodes.start(root_id)
+        store.nodes.start(root_id, run_id)
         store.nodes.finish_planning(root_id, "finished, but the trigger was lost")
         stack.worker("judge")
         stack.beat()

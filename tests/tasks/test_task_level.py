@@ -30,7 +30,7 @@ ROUTES = {PLAN_NODE: "plan", EXECUTE_WORK_ITEM: "work", CHECK_BRANCH: "work", SW
           JUDGE_CYCLE: "judge", TICK: "judge"}
 
 
-def records(remote: str = "/nowhere.git", item_status: ItemStatus = ItemStatus.PENDING, attempt: int = 0):
+def records(remote: str = "/nowhere.git", item_status: ItemStatus = ItemStatus.QUEUED, attempt: int = 0):
     """A run with its first cycle, root node and one work item, stored; returns (run, node, item)."""
     store = get_store()
     run = Run(id="run-task", repo=remote, branch="main", goal="task-level", max_cycles=1)
@@ -135,7 +135,7 @@ def test_a_work_item_is_carried_out_end_to_end_in_process(cadre_app, remote, mon
         with start_worker(cadre_app, pool="threads", concurrency=1, queues=["work"], perform_ping_check=False,
                           shutdown_timeout=60, loglevel="WARNING"):
             dispatch_work_item(item)
-            wait_until(lambda: get_store().items.get(item.id).status is not ItemStatus.PENDING
+            wait_until(lambda: get_store().items.get(item.id).status is not ItemStatus.QUEUED
                        and get_store().items.get(item.id).status is not ItemStatus.RUNNING, 120, "item not settled")
     settled = get_store().items.get(item.id)
     assert settled.status is ItemStatus.DONE and settled.handoff.commit

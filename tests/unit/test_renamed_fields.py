@@ -8,7 +8,7 @@ import json
 
 from orchestrator.landing.lander import LandingAnswer
 from orchestrator.landing.outcomes import Answer
-from orchestrator.state.models import Attempt, AttemptOutcome, Run, RunStatus, WorkItem
+from orchestrator.state.models import Attempt, AttemptOutcome, ItemStatus, Run, RunStatus, WorkItem
 
 
 def test_an_attempt_recorded_with_node_reads_as_celery_hostname():
@@ -28,10 +28,17 @@ def test_an_item_of_an_earlier_version_round_trips_with_its_attempts():
     assert again.attempts[0].celery_hostname == "worker@h" and again.attempts[0].outcome is AttemptOutcome.LANDED
 
 
-def test_run_is_over_for_every_status_but_running():
+def test_run_is_over_once_it_ended_and_paused_only_while_paused_or_draining():
     run = Run(id="run-1", repo="r", branch="main", goal="g", max_cycles=1)
-    assert not run.is_over
-    assert all(run.model_copy(update={"status": s}).is_over for s in RunStatus if s is not RunStatus.RUNNING)
+    live = {RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.DRAINING}
+    assert {s for s in RunStatus if not run.model_copy(update={"status": s}).is_over} == live
+    assert {s for s in RunStatus if run.model_copy(update={"status": s}).is_paused} == live - {RunStatus.RUNNING}
+
+
+def test_an_item_queued_by_an_earlier_version_reads_as_queued():
+    item = WorkItem.model_validate({"id": "item-1", "run_id": "run-1", "cycle": 1, "node_id": "node-1", "title": "t",
+                                    "instructions": "i", "status": "pending"})
+    assert item.status is ItemStatus.QUEUED and json.loads(item.model_dump_json())["status"] == "queued"
 
 
 def test_a_landing_answer_reads_and_writes_the_json_every_version_speaks():

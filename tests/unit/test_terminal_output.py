@@ -164,7 +164,7 @@ def report_items(text: str) -> list[WorkItem]:
     return [WorkItem(id="item-1", run_id="run-1", cycle=1, node_id="node-sub", title="Fix | the\tparser " + text,
                      instructions="do it " + text, status=ItemStatus.FAILED, handoff=handoff),
             WorkItem(id="item-2", run_id="run-1", cycle=1, node_id="node-sub", title="a \\| b \\\\| c",
-                     instructions="do it", status=ItemStatus.PENDING)]
+                     instructions="do it", status=ItemStatus.QUEUED)]
 
 
 def table_columns(row: str) -> list[str]:
