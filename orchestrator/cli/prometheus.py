@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from orchestrator.config.settings import ROLES
 from orchestrator.queues.inspection import priority_lists
 from orchestrator.state.metrics import ATTEMPT_BUCKETS, totals
+from orchestrator.state.models import ItemStatus, RunStatus
 from orchestrator.state.store import Store
 
 QUEUES = ("plan", "work", "judge")
@@ -29,8 +30,9 @@ class CadreCollector(Collector):
         redis, sums = self.store.redis, totals(self.store.redis)
         runs = self.store.runs.all()
         by_status = GaugeMetricFamily("cadre_runs", "Stored runs by status", labels=["status"])
-        for status, count in Counter(run.status.value for run in runs).items():
-            by_status.add_metric([status], count)
+        run_counts = Counter(run.status.value for run in runs)
+        for status in RunStatus:  # every status, 0 included: paused and draining runs are counted too
+            by_status.add_metric([status.value], run_counts.get(status.value, 0))
         yield by_status
         items = GaugeMetricFamily("cadre_items", "Work items of active runs by status", labels=["status"])
         per_run = GaugeMetricFamily("cadre_run_items", "Work items of each active run by status",
@@ -41,8 +43,8 @@ class CadreCollector(Collector):
             overall.update(counts)
             for status, count in counts.items():
                 per_run.add_metric([run.id, status], count)
-        for status, count in overall.items():
-            items.add_metric([status], count)
+        for status in ItemStatus:  # every status, 0 included (awaiting_approval, cancelled...)
+            items.add_metric([status.value], overall.get(status.value, 0))
         yield items
         yield per_run
         for name, text in COUNTER_HELP.items():

@@ -84,4 +84,16 @@ def report_text(status: dict, usage: dict[str, float], items_by_cycle: dict[int,
     lines += ["## Usage by role", "", "| role | tokens | cost |", "|---|---|---|"]
     for role, totals in status["usage_by_role"].items():
         lines.append(f"| {table_cell(role)} | {totals['tokens']} | {_money(totals['cost_usd'])} |")
+    if status.get("guidance"):
+        lines += ["", "## Guidance", "", "| at (UTC) | to | by | guidance |", "|---|---|---|---|"]
+        for entry in status["guidance"]:
+            lines.append(f"| {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(entry['at']))} | {table_cell(entry['to'])} "
+                         f"| {table_cell(entry['by'])} | {table_cell(entry['text'])} |")
+    if budget := status.get("budget"):
+        spent = budget["spent"]
+        lines += ["", "## Budget (limits as they stand, and what was spent)", "",
+                  f"- cost: {_money(spent['cost_usd'])} of {budget['max_cost_usd'] or 'no limit'}",
+                  f"- tokens: {spent['tokens']} of {budget['max_tokens'] or 'no limit'}",
+                  f"- hours: {spent['hours']:.2f} of {budget['max_hours'] or 'no limit'}",
+                  f"- cycles: {spent['cycles']} of {budget['max_cycles']}"]
     return "\n".join(lines) + "\n"

@@ -112,11 +112,14 @@ def approve(
 @cli.command()
 def reject(
     run_id: str = RUN,
-    item_ids: list[str] = typer.Argument(..., help="The items to reject."),
-    reason: str = typer.Option(..., "--reason", help="Why: their planner reads it."),
+    item_ids: list[str] = typer.Argument(None, help="The items to reject."),
+    reason: str = typer.Option(None, "--reason", help="Why: their planner reads it."),
 ) -> None:
     """Reject planned items awaiting approval: they are dropped, and their planner is told why."""
     from orchestrator.flow.steering import operator, reject_items
 
+    if reason is None:
+        fail("--reason is required: say why, the planner reads it")
+
     rounds = get_settings().planning.max_rounds_per_node
-    _say(guarded(lambda: reject_items(open_store(), run_id, list(item_ids), reason, rounds, operator())))
+    _say(guarded(lambda: reject_items(open_store(), run_id, list(item_ids or []), reason, rounds, operator())))

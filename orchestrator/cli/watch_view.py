@@ -18,7 +18,7 @@ from rich.tree import Tree
 
 from orchestrator.untrusted.text import clean_text
 
-SETTLED = {"done", "failed"}
+SETTLED = {"done", "failed", "cancelled"}
 
 
 def markup_safe(value: object) -> str:
@@ -82,7 +82,32 @@ def watch_view(data: dict) -> Group:
     header = Text.from_markup(
         f"[bold]{data['id']}[/] {data['status']} · cycle {data['cycle']}/{data['max_cycles']} · "
         f"{data['tokens']} tokens · ${data['cost_usd']:.4f}")
-    return Group(header, Text(clean_text(data["goal"]), style="dim"), progress_table(data), *cycle_trees(data))
+    return Group(header, Text(clean_text(data["goal"]), style="dim"), *steering_lines(data), progress_table(data),
+                 *cycle_trees(data))
+
+
+def steering_lines(data: dict) -> list[Text]:
+    """What an operator should see at once: a paused run, what waits for approval, the latest guidance, and
+    the budget's limits against what is spent."""
+    lines = []
+    if data.get("paused"):
+        lines.append(Text(f"{data['status']}: nothing new starts (cadre resume {data['id']})", style="bold yellow"))
+    waiting = [i for i in data["items"] if i["status"] == "awaiting_approval"]
+    if waiting:
+        titles = "; ".join(f"{i['id']} {i['title']}" for i in waiting[:5]) + (" ..." if len(waiting) > 5 else "")
+        lines.append(Text(clean_text(f"{len(waiting)} items await approval (cadre approve {data['id']}): {titles}"),
+                          style="bold magenta"))
+    for entry in data.get("guidance", [])[-3:]:
+        when = time.strftime("%H:%M", time.gmtime(entry["at"]))
+        lines.append(Text(clean_text(f"guidance {when} to {entry['to']} by {entry['by']}: {entry['text']}"),
+                          style="cyan"))
+    if budget := data.get("budget"):
+        spent = budget["spent"]
+        lines.append(Text(f"budget: ${spent['cost_usd']:.4f} of {budget['max_cost_usd'] or '-'} · "
+                          f"{spent['tokens']} of {budget['max_tokens'] or '-'} tokens · "
+                          f"{spent['hours']:.2f} of {budget['max_hours'] or '-'} h · "
+                          f"cycle {spent['cycles']} of {budget['max_cycles']}", style="dim"))
+    return lines
 
 
 def live_watch(store, run_id: str, console, refresh_seconds: float = 1.0) -> int:

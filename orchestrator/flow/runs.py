@@ -128,6 +128,8 @@ def item_view(item: WorkItem) -> dict:
         "id": item.id, "title": item.title, "status": item.status.value, "cycle": item.cycle,
         "attempt": item.attempt, "commit": item.handoff.commit if item.handoff else None,
         "handoff": item.handoff.status.value if item.handoff else None,
+        "rescue_branch": item.handoff.rescue_branch if item.handoff else None,
+        "parked": item.parked, "cancel_requested": item.cancel_requested,
         "attempts": [{"number": a.number, "host": a.host, "celery_hostname": a.celery_hostname,
                       "node": a.celery_hostname,  # the name before 0.2; kept for one release, to be removed
                       "pid": a.pid, "start": a.started_at, "end": a.ended_at,
