@@ -102,12 +102,12 @@ def measure_worker(env: dict[str, str], remote: Path, root: Path, concurrency: i
             time.sleep(0.2)
         report = run_goal(env, remote)
         pool = children(worker.process.pid)
-        served = {a["pid"] for t in report["tasks"] for a in t["attempts"]}
+        served = {a["pid"] for t in report["items"] for a in t["attempts"]}
         agents = set(pool or [worker.process.pid])  # the threads pool runs its agent in the main process
         if agents - served:
             raise RuntimeError(f"processes {sorted(agents - served)} ran no item (served: {sorted(served)})")
         time.sleep(idle)
-        return {"items": len(report["tasks"]), "main": memory_kib(worker.process.pid),
+        return {"items": len(report["items"]), "main": memory_kib(worker.process.pid),
                 "pool": [memory_kib(pid) for pid in pool]}
     finally:
         worker.stop(timeout=60)
