@@ -53,6 +53,7 @@ class PlannerTools:
         self.node = node
         self.settings = settings
         self.created: list[str] = []
+        self.run_protects = tuple(store.runs.get(node.run_id).protect)
 
     def _refuse_if_run_ended(self) -> Run:
         run = self.store.runs.get(self.node.run_id)
@@ -85,6 +86,7 @@ class PlannerTools:
             instructions=instructions, scope=scope, acceptance=str(args.get("acceptance", "") or ""),
             priority=priority, start_ref=start_from, round=self.node.round,
             status=ItemStatus.AWAITING_APPROVAL if run.approve_plans else ItemStatus.QUEUED,
+            may_change_protected=self._may_change_protected(run, args),
         )
         # Recorded as pending on the node before it is enqueued, so the node cannot settle early.
         refusal = self.store.items.add(item, self.settings.planning.max_tasks_per_cycle)
@@ -97,6 +99,16 @@ class PlannerTools:
             return f"created work item {item.id}: {title} (it starts once the operator approves it)"
         dispatch_work_item(item)
         return f"created work item {item.id}: {title}"
+
+    @staticmethod
+    def _may_change_protected(run: Run, args: dict) -> bool:
+        """An item may change protected paths only when its planner asks and the run allows it."""
+        if args.get("change_protected") not in (True, "true", "True"):
+            return False
+        if not run.protect_allow_planned:
+            raise ToolError(f"refused: this run protects {', '.join(run.protect)} and no item may change them; "
+                            "plan the work without touching them")
+        return True
 
     def spawn_subplanner(self, args: dict) -> str:
         self._refuse_if_run_ended()
@@ -132,6 +144,10 @@ class PlannerTools:
         task_params["properties"]["start_from"] = {
             "type": "string", "description": "continue a partial item: the rescue branch holding its work in "
                                              "progress, which the new item starts from (optional)"}
+        if self.run_protects:
+            task_params["properties"]["change_protected"] = {
+                "type": "boolean", "description": "true if this item must change protected paths "
+                                                  f"({', '.join(self.run_protects)}); only some runs allow it"}
         return [
             Tool("create_task", "Create one work item; a worker starts on it at once.", task_params,
                  self.create_task),

@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from orchestrator.agent.backends import artifact_patterns, check_backend, preset_for
 from orchestrator.agent.loop import AgentResult, Tool, params
+from orchestrator.agent.stall import StallWatch
 from orchestrator.config.settings import CadreSettings
 from orchestrator.flow.agent_runs import run_prompts, run_role_agent, workspace_tools
 from orchestrator.flow.repository import repository_cache
@@ -27,23 +28,28 @@ from orchestrator.git.cache import BareCache
 from orchestrator.git.repo import CommittedWork, commits_between, diff_stats, unstage_onto_merge_base
 from orchestrator.git.workspace import worktree_slot
 from orchestrator.landing.outcomes import LandingResult
+from orchestrator.landing.protected import touched_protected
 from orchestrator.landing.protocol import Landing
 from orchestrator.landing.rescue import rescue
 from orchestrator.landing.trailers import landed_commit
+from orchestrator.queues.dispatch import dispatch_work_item
 from orchestrator.queues.shutdown import shutdown_requested
-from orchestrator.state.models import AttemptOutcome, Handoff, HandoffStatus, Run, WorkItem
+from orchestrator.state.models import AttemptOutcome, Handoff, HandoffStatus, Run, WorkItem, new_id
 from orchestrator.state.store import Store
-from orchestrator.untrusted.text import clean_text
+from orchestrator.untrusted.fingerprint import worktree_fingerprint
+from orchestrator.untrusted.text import clean_text, one_line
 from workers.commit_message import commit_attempt, commit_message, handoff_notes, wip_message
 from workers.conflicts import conflict_resolver
 from workers.external_agent import run_external_agent
 from workers.lease import LeaseHeartbeat
 from workers.outcomes import (AgentStopped, AlreadyLanded, AttemptExit, Next, NothingToLand, Outcome, PausedBeforeStart,
-                              StoppedAtLimit)
+                              Stalled, StoppedAtLimit, TouchedProtected)
 
 log = logging.getLogger(__name__)
 # An agent that ended at one of these did not finish: its work goes to a rescue branch, handed off `partial`.
 LIMIT_STATUSES = frozenset({"step_limit", "cost_limit", "limit"})
+# The reason recorded on an item that settles `done` without a commit: there was nothing to commit.
+NOTHING_TO_COMMIT = "nothing to commit: the agent's work left no file changed"
 
 HANDOFF_PARAMETERS = params(
     ["summary"], summary="what you did, in a few sentences",
@@ -143,6 +149,8 @@ def run_agent(attempt: Attempt, worktree: Path) -> tuple[dict, str]:
             summary=f"stopped at {reason}" + (f"; work in progress on {branch} (continue from it with "
                                               f"create_task start_from)" if branch else "; nothing changed")
             + (f"\n{summary}" if summary else ""), **measured), f"stopped at {reason}"))
+    if result.status == "stalled":
+        raise Stalled(stalled_outcome(attempt, worktree, result.detail, measured, summary))
     if result.status in {"stopped", "failed"}:
         reason = summary if result.status == "failed" else stop_reason(store, run, item.id)
         branch = _rescue_wip(attempt, worktree, reason)
@@ -153,11 +161,56 @@ def run_agent(attempt: Attempt, worktree: Path) -> tuple[dict, str]:
     return measured, summary
 
 
+def stalled_outcome(attempt: Attempt, worktree: Path, why: str, measured: dict, summary: str) -> Outcome:
+    """A stalled agent: its work goes to the rescue branch, and once per stall a continuation item starts from
+    there with what it did (a continuation that stalls again gets none: its planner decides)."""
+    store, run, item = attempt.store, attempt.run, attempt.item
+    reason = f"stalled: {why}"
+    branch = _rescue_wip(attempt, worktree, reason)
+    continuation = None
+    if branch and not item.continues:
+        continuation = WorkItem(
+            id=new_id("item"), run_id=run.id, cycle=item.cycle, node_id=item.node_id, round=item.round,
+            title=one_line(f"continue: {item.title}", 200), scope=item.scope, acceptance=item.acceptance,
+            instructions=f"{item.instructions}\n\nAn earlier agent on this task stalled ({why}). Its work so far is "
+                         f"staged in your working copy; what it said: {summary}", priority=item.priority,
+            start_ref=branch, continues=item.id)
+        if store.items.add_continuation(item, continuation):
+            dispatch_work_item(continuation)
+        else:
+            continuation = None
+    store.events.emit(run.id, "stalled", item_id=item.id, attempt=item.attempt, reason=why, rescue_branch=branch,
+                      continuation=continuation.id if continuation else None)
+    handoff = Handoff(status=HandoffStatus.PARTIAL if branch else HandoffStatus.FAILED, rescue_branch=branch,
+                      summary=f"{reason}" + (f"; work in progress on {branch}" if branch else "; nothing changed")
+                      + (f"; continued by {continuation.id}" if continuation else "") + f"\n{summary}", **measured)
+    return Outcome(Next.STALLED, handoff, reason)
+
+
 def commit_change(attempt: Attempt, worktree: Path, measured: dict, summary: str) -> None:
     """Step 4: commit what the agent changed, safely; exits if there is nothing that may land."""
     committed = commit_attempt(attempt.settings, worktree, commit_message(attempt.item, summary), attempt.artifacts)
     if not committed.may_land:
         raise NothingToLand(_refused_or_unchanged(attempt, worktree, measured, summary, committed))
+    guard_protected(attempt, worktree, measured, summary)
+
+
+def guard_protected(attempt: Attempt, worktree: Path, measured: dict, summary: str) -> None:
+    """A commit that adds, changes or deletes a protected path (`--protect`) never lands, unless its item was
+    planned to (`--protect-allow-planned`): it goes to the rescue branch and the item ends `refused`."""
+    run, item = attempt.run, attempt.item
+    if not run.protect or item.may_change_protected:
+        return
+    touched = touched_protected(diff_stats(worktree, "HEAD~1", "HEAD").files, run.protect)
+    if not touched:
+        return
+    reason = f"refused: it changed protected paths ({', '.join(touched[:10])})"
+    branch = rescue(worktree, attempt.cache, item.id, item.attempt, reason).rescue_branch
+    attempt.store.events.emit(run.id, "refused", item_id=item.id, attempt=item.attempt, paths=touched[:50],
+                              rescue_branch=branch)
+    raise TouchedProtected(Outcome(Next.REFUSED, Handoff(
+        status=HandoffStatus.RESCUED, rescue_branch=branch, summary=f"{summary}\n[not landed, {reason}: this run "
+        f"protects {', '.join(run.protect)}; the work is kept on {branch}]", **measured), reason))
 
 
 def land(attempt: Attempt, worktree: Path) -> LandingResult:
@@ -231,7 +284,8 @@ def _refused_or_unchanged(attempt: Attempt, worktree: Path, measured: dict, summ
     what was safe to keep goes to the rescue branch, and the handoff says what was refused and left out."""
     if not committed.problems:
         notes = f"\n{committed.notes()}" if committed.removed else ""
-        return Outcome(Next.DONE, Handoff(status=HandoffStatus.NO_CHANGE, summary=summary + notes, **measured))
+        return Outcome(Next.DONE, Handoff(status=HandoffStatus.NO_CHANGE, **measured,
+                                          summary=f"{summary}{notes}\n[{NOTHING_TO_COMMIT}]"))
     item = attempt.item
     reason = "refused: " + "; ".join(committed.problems)
     branch = rescue(worktree, attempt.cache, item.id, item.attempt, reason).rescue_branch if committed.sha else None
@@ -259,6 +313,7 @@ def _run_backend(attempt: Attempt, worktree: Path) -> AgentResult:
         check_backend(run.worker_backend, settings)
         return run_external_agent(store, settings, run, item, worktree, preset, variables)
     tools = workspace_tools(settings, worktree)
+    watch = StallWatch(lambda: worktree_fingerprint(worktree), settings.stall_repeats, settings.stall_idle_steps)
     finish = Tool("finish", "End the task with your handoff to the planner that asked for it.", HANDOFF_PARAMETERS,
                   lambda _a: "finished", terminal=True)
     prompts = run_prompts(settings, run, worktree)
@@ -267,4 +322,4 @@ def _run_backend(attempt: Attempt, worktree: Path) -> AgentResult:
                           prompts.render("worker", "task", **variables),
                           tools.explore_tools() + tools.edit_tools() + [finish],
                           scopes={"cycle": str(item.cycle), "node": item.node_id, "item": item.id},
-                          max_cost_usd=settings.budgets.item_max_cost_usd)
+                          max_cost_usd=settings.budgets.item_max_cost_usd, stall_watch=watch)

@@ -26,7 +26,8 @@ from workers.lease import LeaseHeartbeat
 from workers.outcomes import Next, Outcome
 
 log = logging.getLogger(__name__)
-SETTLES_AS = {Next.DONE: ItemStatus.DONE, Next.FAILED: ItemStatus.FAILED}
+SETTLES_AS = {Next.DONE: ItemStatus.DONE, Next.FAILED: ItemStatus.FAILED, Next.REFUSED: ItemStatus.REFUSED,
+              Next.STALLED: ItemStatus.STALLED}
 
 
 def worker_identity() -> str:
@@ -93,7 +94,12 @@ def finish_attempt(store: Store, settings: CadreSettings, item: WorkItem, outcom
             _report_stale(store, item, handoff)
         drain_if_idle(store, item.run_id)
         return
-    settled = store.items.settle(item.id, item.attempt, SETTLES_AS[outcome.next], handoff, outcome.attempt_outcome)
+    status = SETTLES_AS[outcome.next]
+    if status is ItemStatus.DONE and not done_is_recorded(handoff):
+        log.error("item %s attempt %s: done without a commit or a reason; settling it failed", item.id, item.attempt)
+        status, handoff = ItemStatus.FAILED, handoff.model_copy(update={
+            "status": HandoffStatus.FAILED, "summary": f"{handoff.summary}\n[not done: no commit was recorded]"})
+    settled = store.items.settle(item.id, item.attempt, status, handoff, outcome.attempt_outcome)
     if settled is None:
         _report_stale(store, item, handoff)
         return
@@ -101,6 +107,14 @@ def finish_attempt(store: Store, settings: CadreSettings, item: WorkItem, outcom
                       commit=handoff.commit, rescue_branch=handoff.rescue_branch, summary=handoff.summary)
     item_settled(store, settled, settings.planning.max_rounds_per_node)
     drain_if_idle(store, item.run_id)
+
+
+def done_is_recorded(handoff: Handoff) -> bool:
+    """An item settles `done` only with its commit on the branch (landed), or with the recorded reason it had
+    nothing to commit (`no_change`)."""
+    if handoff.status is HandoffStatus.LANDED:
+        return bool(handoff.commit)
+    return handoff.status is HandoffStatus.NO_CHANGE
 
 
 def _report_stale(store: Store, item: WorkItem, handoff: Handoff) -> None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
 from pathlib import Path
 
 from orchestrator.agent.backends import Preset, agent_env_names, paths_named
@@ -30,10 +29,12 @@ from orchestrator.queues.shutdown import shutdown_requested
 from orchestrator.state.models import HANDOFF_NOTES, Run, WorkItem
 from orchestrator.state.store import Store
 from orchestrator.untrusted.files import read_file
+from orchestrator.untrusted.fingerprint import worktree_fingerprint
 from orchestrator.untrusted.text import clean_text
 
 GIT_MARGIN_SECONDS = 120
 STOP_POLL_SECONDS = 1.0  # how soon a shutdown or a cancel stops an agent program
+STALL_CHECK_SECONDS = 5.0  # how often its output and worktree are looked at for signs of life
 MAX_HANDOFF_BYTES = 1_000_000
 BRIDGE_PORT = 3128  # inside the agent's own network namespace: nothing else listens there
 OUTPUT_TAIL_CHARS = 4000
@@ -125,8 +126,8 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     transcript = open_transcript(store, settings, run.id, f"worker-{item.id}-{item.attempt}", item.id)
     transcript.write("user", content=prompt)
     transcript.write("command", argv=[truncate(word, 200) for word in argv])
-    with stop_signal(store, item.id) as stop:
-        code, output = _run_program(settings, preset, worktree, io_dir, home, argv, env, transcript, stop)
+    with AgentWatch(store, item.id, worktree, io_dir / "output.log", settings.stall_seconds) as watch:
+        code, output = _run_program(settings, preset, worktree, io_dir, home, argv, env, transcript, watch.stop)
     report = read_report(preset.report, code, output, io_dir)
     handoff = read_handoff(handoff_file, report, output)
     prompt_tokens, completion_tokens, cost = report.prompt_tokens, report.completion_tokens, priced(settings, report)
@@ -138,7 +139,7 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     store.usage.add(run.id, "worker", tokens, cost, {"cycle": str(item.cycle), "node": item.node_id,
                                                      "item": item.id}, reported=reported)
     enforce_run_budget(store, run.id, settings.budgets.warning_fraction)
-    status, detail = _status(code, report, stop.is_set())
+    status, detail = ("stalled", watch.stalled) if watch.stalled else _status(code, report, watch.stop.is_set())
     transcript.write("output", exit_code=code, output=truncate(clean_text(output), settings.tool_output_chars))
     transcript.write("end", status=status, detail=detail, tokens=tokens, cost_usd=cost, usage_reported=reported)
     transcript.close()
@@ -149,26 +150,45 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
                        transcript=transcript.path, detail=detail, usage_reported=reported)
 
 
-@contextmanager
-def stop_signal(store: Store, item_id: str) -> Iterator[threading.Event]:
-    """An event set once this worker is asked to shut down or an operator cancels the item (`cadre cancel`):
-    the agent program is then stopped, its work kept."""
-    stop, done = threading.Event(), threading.Event()
+class AgentWatch:
+    """Watches a running agent program: `stop` is set once this worker is asked to shut down, an operator
+    cancels the item (`cadre cancel`), or the program stalls, with neither output nor a change in its worktree
+    for `stall_seconds` (`stalled` then says so). The program is then stopped, its work kept."""
 
-    def watch() -> None:
-        while not done.is_set():
-            if shutdown_requested() or store.items.get(item_id).cancel_requested:
-                stop.set()
+    def __init__(self, store: Store, item_id: str, worktree: Path, output_path: Path, stall_seconds: float):
+        self.store, self.item_id, self.worktree, self.output_path = store, item_id, worktree, output_path
+        self.stall_seconds = stall_seconds
+        self.stop, self.stalled = threading.Event(), ""
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"watch-{item_id}", daemon=True)
+
+    def _activity(self) -> tuple[int, str]:
+        size = self.output_path.stat().st_size if self.output_path.exists() else 0
+        return size, worktree_fingerprint(self.worktree)
+
+    def _watch(self) -> None:
+        last, changed_at, checked_at = self._activity(), time.monotonic(), time.monotonic()
+        while not self._done.wait(STOP_POLL_SECONDS):
+            if shutdown_requested() or self.store.items.get(self.item_id).cancel_requested:
+                self.stop.set()
                 return
-            done.wait(STOP_POLL_SECONDS)
+            if time.monotonic() - checked_at < min(STALL_CHECK_SECONDS, self.stall_seconds / 4):
+                continue
+            now, checked_at = self._activity(), time.monotonic()
+            if now != last:
+                last, changed_at = now, checked_at
+            elif checked_at - changed_at >= self.stall_seconds:
+                self.stalled = f"no output and no change in its worktree for {checked_at - changed_at:.0f} s"
+                self.stop.set()
+                return
 
-    watcher = threading.Thread(target=watch, name=f"stop-{item_id}", daemon=True)
-    watcher.start()
-    try:
-        yield stop
-    finally:
-        done.set()
-        watcher.join(timeout=5)
+    def __enter__(self) -> AgentWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
 
 
 def _run_program(settings: CadreSettings, preset: Preset, worktree: Path, io_dir: Path, home: Path, argv: list[str],
@@ -179,13 +199,14 @@ def _run_program(settings: CadreSettings, preset: Preset, worktree: Path, io_dir
     shell_options = dict(readable=(common_git_dir(worktree), *paths_named(preset)), writable=(io_dir,),
                          env_names=agent_env_names(preset, settings), home=str(home))
     if settings.sandbox.mode == "off":
-        return shell_for(settings, worktree, extra_env=env, **shell_options).run(argv, timeout, stop)
+        return shell_for(settings, worktree, extra_env=env, **shell_options).run(argv, timeout, stop,
+                                                                                 io_dir / "output.log")
     allowed = allowed_hosts(settings.api_base_for("worker"), settings.model_for("worker"), settings.agent_allowed_hosts)
     with tempfile.TemporaryDirectory(prefix="cadre-egress-") as folder, \
             EgressProxy(Path(folder) / "proxy.sock", allowed) as proxy:
         shell = shell_for(settings, worktree, extra_env=env | proxy_env(BRIDGE_PORT),
                           bridge=Bridge(BRIDGE_PORT, Path(folder) / "proxy.sock"), **shell_options)
-        code, output = shell.run(argv, timeout, stop)
+        code, output = shell.run(argv, timeout, stop, io_dir / "output.log")
     if proxy.denied:
         transcript.write("egress_refused", hosts=sorted(set(proxy.denied))[:20])
     return code, output

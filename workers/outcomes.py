@@ -20,6 +20,8 @@ class Next(Enum):
     RETRY = "retry"  # a new attempt; this one counts as a failure
     RESUME = "resume"  # a new attempt after a graceful stop (shutdown); this one does not count
     PAUSED = "paused"  # given back before its agent started: the run was paused (parked until it resumes)
+    REFUSED = "refused"  # settle `refused`: its commit touched a protected path (work on the rescue branch)
+    STALLED = "stalled"  # settle `stalled`: its agent repeated itself or changed nothing (work rescued)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,14 @@ class AgentStopped(AttemptExit):
 
 class PausedBeforeStart(AttemptExit):
     """The run was paused between the claim and the agent's start: the agent never starts."""
+
+
+class TouchedProtected(AttemptExit):
+    """The commit adds, changes or deletes a protected path: it goes to the rescue branch, not the branch."""
+
+
+class Stalled(AttemptExit):
+    """The agent repeated one tool call, or changed nothing, for too long: stopped, its work rescued."""
 
 
 class NothingToLand(AttemptExit):

@@ -51,14 +51,14 @@ class Shell:
     def workdir(self) -> Path:
         return self.place.workdir
 
-    def run(self, command: str | list[str], timeout: float,
-            cancel: threading.Event | None = None) -> tuple[int | None, str]:
+    def run(self, command: str | list[str], timeout: float, cancel: threading.Event | None = None,
+            output_path: Path | None = None) -> tuple[int | None, str]:
         """Run a shell line (or an argv list, without a shell); see `run_command`."""
         argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
         limits = self.place.limits
         with command_cgroup(limits.get("NPROC", 0), limits.get("DATA", 0)) as enter:
             return run_command([*enter, *self.sandbox.wrap(argv, self.place)], self.place.workdir, timeout, cancel,
-                               self.place.env)
+                               self.place.env, output_path)
 
 
 def shell_for(settings: CadreSettings, workdir: Path, readable: tuple[Path, ...] = (), writable: tuple[Path, ...] = (),
@@ -78,11 +78,14 @@ def shell_for(settings: CadreSettings, workdir: Path, readable: tuple[Path, ...]
 
 
 def run_command(command: list[str], cwd: Path, timeout: float, cancel: threading.Event | None = None,
-                env: dict[str, str] | None = None) -> tuple[int | None, str]:
+                env: dict[str, str] | None = None, output_path: Path | None = None) -> tuple[int | None, str]:
     """Run an argv list (no shell) in its own process group; on timeout or `cancel` the whole group is killed.
 
-    Returns (exit code, or None when it was killed, and the combined stdout and stderr).
+    Returns (exit code, or None when it was killed, and the combined stdout and stderr). With `output_path`
+    the output goes to that file as it comes (others can watch it grow) and is read back at the end.
     """
+    if output_path is not None:
+        return _run_to_file(command, cwd, timeout, cancel, env, output_path)
     process = subprocess.Popen(
         command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, env=env,
@@ -104,6 +107,27 @@ def run_command(command: list[str], cwd: Path, timeout: float, cancel: threading
         if process.poll() is None:
             kill_group(process.pid)
             process.wait()
+
+
+def _run_to_file(command: list[str], cwd: Path, timeout: float, cancel: threading.Event | None,
+                 env: dict[str, str] | None, output_path: Path) -> tuple[int | None, str]:
+    with open(output_path, "wb") as output:
+        process = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+        deadline, code = time.monotonic() + timeout, None
+        try:
+            while True:
+                try:
+                    code = process.wait(timeout=min(CANCEL_POLL_SECONDS, max(deadline - time.monotonic(), 0.01)))
+                    break
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
+                        break
+        finally:
+            if process.poll() is None:
+                kill_group(process.pid)
+                process.wait()
+    return code, output_path.read_bytes().decode("utf-8", "replace")
 
 
 def kill_group(pid: int) -> None:

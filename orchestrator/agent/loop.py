@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator.config.secrets import scrub
+from orchestrator.agent.stall import StallWatch
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ class AgentLoop:
     transcript: Transcript
     on_reply: Callable[[object], None] | None = None
     should_stop: Callable[[], bool] | None = None
+    stall_watch: StallWatch | None = None  # ends the run `stalled` when the agent repeats itself or idles
 
     def run(self, system: str, user: str) -> AgentResult:
         """Talk with the model until it calls a terminal tool; every reply's tool calls run in order.
@@ -155,7 +157,12 @@ class AgentLoop:
                 if self.should_stop is not None and self.should_stop():
                     result.status = "stopped"
                     break
+                if self.stall_watch is not None and result.steps and (why := self.stall_watch.stalled()):
+                    result.status, result.detail = "stalled", why
+                    break
                 reply = self.model.complete(messages, schemas)
+                if self.stall_watch is not None:
+                    self.stall_watch.saw_reply(reply)
                 result.steps += 1
                 result.prompt_tokens += reply.prompt_tokens
                 result.completion_tokens += reply.completion_tokens

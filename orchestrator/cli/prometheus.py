@@ -17,7 +17,16 @@ from orchestrator.state.store import Store
 QUEUES = ("plan", "work", "judge")
 COUNTER_HELP = {"landings": "Commits landed on a branch", "rescues": "Commits pushed to a rescue branch instead",
                 "conflicts": "Rebase or landing conflicts handed to an agent", "requeues": "Attempts requeued",
-                "redispatches": "Lost messages sent again", "dropped_deliveries": "Duplicate or late deliveries dropped"}
+                "redispatches": "Lost messages sent again", "dropped_deliveries": "Duplicate or late deliveries dropped",
+                "refusals": "Commits refused for touching a protected path", "stalls": "Agents stopped as stalled"}
+
+
+# `efficiency` figures served per active run, as `cadre_run_<name>{run}`.
+EFFICIENCY_HELP = {"landings_per_hour": "Items landed per hour of the run", "wasted_share": "Share of tokens wasted",
+                   "cost_per_landed_item_usd": "Cost per landed item (USD)",
+                   "conflicts_per_landing": "Conflicts per landing",
+                   "stalled": "Items whose agent stalled", "refused": "Items refused for touching a protected path",
+                   "time_to_land_p95_s": "Seconds from an item's creation to its landing, p95"}
 
 
 class CadreCollector(Collector):
@@ -47,6 +56,7 @@ class CadreCollector(Collector):
             items.add_metric([status.value], overall.get(status.value, 0))
         yield items
         yield per_run
+        yield from self._efficiency([r for r in runs if not r.is_over])
         for name, text in COUNTER_HELP.items():
             yield CounterMetricFamily(f"cadre_{name}", text, value=sums.get(f"count:{name}", 0.0))
         yield from self._usage(sums)
@@ -55,6 +65,19 @@ class CadreCollector(Collector):
             queue.add_metric([name], sum(redis.llen(key) for key in priority_lists(name)))
         yield queue
         yield self._attempts(sums)
+
+    def _efficiency(self, runs):
+        """Each active run's efficiency figures (`cadre status --json`'s `efficiency`), as gauges."""
+        from orchestrator.flow.efficiency import run_efficiency
+
+        gauges = {name: GaugeMetricFamily(f"cadre_run_{name}", text, labels=["run"])
+                  for name, text in EFFICIENCY_HELP.items()}
+        for run in runs:
+            block = run_efficiency(self.store, run, self.store.items.many(self.store.items.ids_of_run(run.id)),
+                                   self.store.usage.totals(run.id))
+            for name, gauge in gauges.items():
+                gauge.add_metric([run.id], float(block[name] or 0.0))
+        yield from gauges.values()
 
     @staticmethod
     def _usage(sums: dict[str, float]):

@@ -32,6 +32,10 @@ def run(
     approve_plans: bool = typer.Option(False, "--approve-plans",
                                        help="Planned items wait for `cadre approve` (or `cadre reject`) before any "
                                             "worker starts them."),
+    protect: list[str] = typer.Option(None, "--protect", help="A glob of paths no worker may add, change or "
+                                      "delete (repeatable; adds to CADRE_PROTECT), e.g. 'tests/*'."),
+    protect_allow_planned: bool = typer.Option(False, "--protect-allow-planned",
+                                               help="Planners may create items allowed to change protected paths."),
     wait: bool = typer.Option(False, "--wait", help="Block until the run ends; exit 0 only if it ends done."),
 ) -> None:
     """Start a run; prints its id alone on the first line."""
@@ -39,7 +43,8 @@ def run(
 
     budgets = Budgets(max_cost_usd=max_cost, max_tokens=max_tokens, max_hours=max_hours)
     request = RunRequest(repo=repo, goal=goal, branch=branch, budgets=budgets, max_cycles=max_cycles,
-                         backend=backend, check_command=check, approve_plans=approve_plans)
+                         backend=backend, check_command=check, approve_plans=approve_plans,
+                         protect=tuple(protect or ()), protect_allow_planned=protect_allow_planned)
     new_run = guarded(lambda: start_run(open_store(), get_settings(), request))
     print(new_run.id, flush=True)
     if wait:

@@ -84,6 +84,8 @@ def report_text(status: dict, usage: dict[str, float], items_by_cycle: dict[int,
     lines += ["## Usage by role", "", "| role | tokens | cost |", "|---|---|---|"]
     for role, totals in status["usage_by_role"].items():
         lines.append(f"| {table_cell(role)} | {totals['tokens']} | {_money(totals['cost_usd'])} |")
+    if efficiency := status.get("efficiency"):
+        lines += ["", *efficiency_lines(efficiency)]
     if status.get("guidance"):
         lines += ["", "## Guidance", "", "| at (UTC) | to | by | guidance |", "|---|---|---|---|"]
         for entry in status["guidance"]:
@@ -97,3 +99,28 @@ def report_text(status: dict, usage: dict[str, float], items_by_cycle: dict[int,
                   f"- hours: {spent['hours']:.2f} of {budget['max_hours'] or 'no limit'}",
                   f"- cycles: {spent['cycles']} of {budget['max_cycles']}"]
     return "\n".join(lines) + "\n"
+
+
+def efficiency_lines(block: dict) -> list[str]:
+    """The report's efficiency section: the run's figures, then a row per cycle."""
+    def show(value, unit: str = "") -> str:
+        return "-" if value is None else f"{value:g}{unit}" if isinstance(value, (int, float)) else str(value)
+
+    lines = ["## Efficiency", "",
+             f"- landed {block['landed']} of {block['items']} items; {show(block['landings_per_hour'])} landings per hour",
+             f"- per landed item: {show(block['tokens_per_landed_item'])} tokens, "
+             f"{show(block['cost_per_landed_item_usd'], ' USD')}",
+             f"- wasted: {block['wasted_tokens']} tokens, {_money(block['wasted_cost_usd'])} "
+             f"({block['wasted_share'] * 100:.1f} % of all tokens)",
+             f"- conflicts: {block['conflicts']} ({show(block['conflicts_per_landing'])} per landing); reworks: "
+             f"{block['reworks']}; rescues: {block['rescues']}; refused: {block['refused']}; stalled: {block['stalled']}",
+             f"- time from created to landed: p50 {show(block['time_to_land_p50_s'], ' s')}, "
+             f"p95 {show(block['time_to_land_p95_s'], ' s')}", "",
+             "| cycle | landed | items | landings/h | wasted share | conflicts | reworks | rescues | verdict | checks "
+             "(failed/run) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for cycle in block["cycles"]:
+        checks = cycle["checks"]
+        lines.append(f"| {cycle['cycle']} | {cycle['landed']} | {cycle['items']} | {show(cycle['landings_per_hour'])} | "
+                     f"{cycle['wasted_share'] * 100:.1f} % | {cycle['conflicts']} | {cycle['reworks']} | "
+                     f"{cycle['rescues']} | {cycle['verdict'] or '-'} | {checks['failures']}/{checks['runs']} |")
+    return lines

@@ -101,6 +101,10 @@ def steering_lines(data: dict) -> list[Text]:
         when = time.strftime("%H:%M", time.gmtime(entry["at"]))
         lines.append(Text(clean_text(f"guidance {when} to {entry['to']} by {entry['by']}: {entry['text']}"),
                           style="cyan"))
+    if efficiency := data.get("efficiency"):
+        lines.append(Text(f"efficiency: {efficiency['landed']} landed · {efficiency['landings_per_hour'] or 0:g}/h · "
+                          f"{efficiency['wasted_share'] * 100:.1f} % of tokens wasted · {efficiency['conflicts']} "
+                          f"conflicts · {efficiency['stalled']} stalled · {efficiency['refused']} refused", style="dim"))
     if budget := data.get("budget"):
         spent = budget["spent"]
         lines.append(Text(f"budget: ${spent['cost_usd']:.4f} of {budget['max_cost_usd'] or '-'} · "

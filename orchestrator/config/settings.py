@@ -201,6 +201,16 @@ class CadreSettings(BaseSettings):
     """Largest change a worker may commit (new and changed files together), in MB; a larger one, or a file
     larger than it, is refused and its work kept on the attempt's rescue branch."""
 
+    protect: list[str] = Field(default_factory=list)
+    """Globs of paths no worker may add, change or delete (JSON list), for every run (`cadre run --protect`
+    adds to them), e.g. `["tests/*", "ci/check.sh"]`; a commit touching one is refused and rescued."""
+    stall_repeats: int = Field(default=5, ge=2)
+    """A builtin agent that makes the same tool call this many times in a row is stopped as stalled."""
+    stall_idle_steps: int = Field(default=20, ge=2)
+    """A builtin agent whose worktree has not changed for this many consecutive steps is stopped as stalled."""
+    stall_seconds: int = Field(default=900, ge=10)
+    """An external agent with no output and no worktree change for this many seconds is stopped as stalled."""
+
     check_command: str | None = None
     """Shell command run on the branch head before the judge decides (e.g. `pytest -q`)."""
     check_timeout_seconds: int = Field(default=900, ge=1)

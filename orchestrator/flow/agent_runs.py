@@ -7,6 +7,7 @@ from pathlib import Path
 
 from orchestrator.agent.commands import Shell, shell_for
 from orchestrator.agent.loop import AgentLoop, AgentResult, Tool, Transcript
+from orchestrator.agent.stall import StallWatch
 from orchestrator.agent.prompts import REPOSITORY_PROMPTS, Prompts
 from orchestrator.agent.tools import WorkspaceTools
 from orchestrator.config.settings import CadreSettings, Role
@@ -51,7 +52,7 @@ def open_transcript(store: Store, settings: CadreSettings, run_id: str, name: st
 
 def run_role_agent(store: Store, settings: CadreSettings, role: Role, run_id: str, transcript_name: str, system: str, user: str,
                    tools: list[Tool], max_steps: int | None = None, scopes: dict[str, str] | None = None,
-                   max_cost_usd: float | None = None) -> AgentResult:
+                   max_cost_usd: float | None = None, stall_watch: StallWatch | None = None) -> AgentResult:
     """Run the builtin agent of `role`; every call's tokens and cost go to the run's usage under `scopes`.
 
     The agent stops at its next step once the run has ended (stopped, out of budget...), this
@@ -82,7 +83,7 @@ def run_role_agent(store: Store, settings: CadreSettings, role: Role, run_id: st
         model=LiteLLMModel(settings, role), tools=tools, max_steps=max_steps or settings.role(role).max_steps,
         output_limit=settings.tool_output_chars,
         transcript=open_transcript(store, settings, run_id, transcript_name, item_id),
-        on_reply=record, should_stop=must_stop,
+        on_reply=record, should_stop=must_stop, stall_watch=stall_watch,
     )
     try:
         result = loop.run(system, user)

@@ -8,6 +8,7 @@ from orchestrator.agent.backends import BackendUnavailable, preset_for
 from orchestrator.config.secrets import redact_url
 from orchestrator.config.settings import ROLES, CadreSettings
 from orchestrator.flow.cycles import new_cycle
+from orchestrator.flow.efficiency import run_efficiency
 from orchestrator.queues.dispatch import dispatch_planner
 from orchestrator.state.models import Run, RunStatus, WorkItem, new_id, now
 from orchestrator.state.records import UnknownRecord
@@ -57,6 +58,8 @@ class RunRequest:
     max_cycles: int | None = None
     backend: str | None = None
     approve_plans: bool = False
+    protect: tuple[str, ...] = ()  # added to the settings' CADRE_PROTECT
+    protect_allow_planned: bool = False
     check_command: str | None = None
 
 
@@ -79,7 +82,9 @@ def start_run(store: Store, settings: CadreSettings, request: RunRequest) -> Run
               max_tokens=budgets.max_tokens or settings.budgets.max_tokens,
               max_hours=budgets.max_hours or settings.budgets.max_hours,
               worker_backend=backend, check_command=(request.check_command or settings.check_command or None),
-              start_commit=head, approve_plans=request.approve_plans)
+              start_commit=head, approve_plans=request.approve_plans,
+              protect=sorted({*settings.protect, *(g.strip() for g in request.protect if g.strip())}),
+              protect_allow_planned=request.protect_allow_planned)
     cycle, root = new_cycle(run.id, 1)
     store.runs.create(run, cycle, root, repo_url=request.repo)
     store.events.emit(run.id, "run_created", repo=run.repo, branch=run.branch, head=head,
@@ -177,8 +182,11 @@ def run_status(store: Store, run_id: str) -> dict:
         "usage_unreported_calls": int(usage.get("unreported_calls", 0)),
         "budgets": {"max_cost_usd": run.max_cost_usd, "max_tokens": run.max_tokens, "max_hours": run.max_hours},
         "budget": budget_view(run, usage),
+        "efficiency": run_efficiency(store, run, items, usage),
         "paused": run.is_paused,
         "approve_plans": run.approve_plans,
+        "protect": run.protect,
+        "protect_allow_planned": run.protect_allow_planned,
         "guidance": [g.model_dump(include={"at", "text", "by", "to"}) for g in store.steering.guidance(run_id)],
         "worker_backend": run.worker_backend,
     }

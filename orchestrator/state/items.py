@@ -180,6 +180,23 @@ class ItemRecords:
         return self.records.transition_or_none(Keys.item(item.id), WorkItem, change, also=also,
                                                seen=(Keys.run(item.run_id), Run))
 
+    def add_continuation(self, stalled: WorkItem, continuation: WorkItem) -> bool:
+        """Record `continuation` (queued, pending on the stalled item's node, which still waits for the stalled
+        one) as the one continuation of `stalled`'s running attempt; False if it already has one."""
+        def change(current: WorkItem) -> WorkItem:
+            if current.continued_by is not None or current.status is not ItemStatus.RUNNING:
+                raise TransitionRefused(f"item {stalled.id} already continued by {current.continued_by}")
+            return current.model_copy(update={"continued_by": continuation.id})
+
+        def also(pipe, _old, _new) -> None:
+            pipe.set(Keys.item(continuation.id), continuation.model_dump_json())
+            pipe.sadd(Keys.node_pending(continuation.node_id), continuation.id)
+            pipe.rpush(Keys.node_items(continuation.node_id), continuation.id)
+            pipe.rpush(Keys.run_items(continuation.run_id), continuation.id)
+            pipe.rpush(Keys.cycle_items(continuation.run_id, continuation.cycle), continuation.id)
+
+        return self.records.transition_or_none(Keys.item(stalled.id), WorkItem, change, also=also) is not None
+
     def running_ids(self) -> list[str]:
         """Items with a running attempt, in any run."""
         return sorted(self.redis.smembers(Keys.running_items()))

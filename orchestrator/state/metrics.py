@@ -10,7 +10,8 @@ from orchestrator.state.keys import Keys
 
 # Event type → counter name (`cadre_<name>_total`).
 EVENT_COUNTERS = {"pushed": "landings", "rescued": "rescues", "conflict": "conflicts", "item_requeued": "requeues",
-                  "redispatched": "redispatches", "delivery_dropped": "dropped_deliveries"}
+                  "redispatched": "redispatches", "delivery_dropped": "dropped_deliveries", "refused": "refusals",
+                  "stalled": "stalls"}
 ATTEMPT_BUCKETS = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
 
 

@@ -58,13 +58,16 @@ class ItemStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"  # dropped by `cadre cancel` or `cadre reject`, or not started when its run drained
+    REFUSED = "refused"  # its commit touched a protected path: not landed, its work on its rescue branch
+    STALLED = "stalled"  # its agent repeated itself or changed nothing for too long: stopped, work rescued
 
     @classmethod
     def _missing_(cls, value: object) -> ItemStatus | None:
         return cls.QUEUED if value == "pending" else None  # the name of `queued` in records of earlier versions
 
 
-SETTLED_ITEM_STATUSES = frozenset({ItemStatus.DONE, ItemStatus.FAILED, ItemStatus.CANCELLED})
+SETTLED_ITEM_STATUSES = frozenset({ItemStatus.DONE, ItemStatus.FAILED, ItemStatus.CANCELLED, ItemStatus.REFUSED,
+                                   ItemStatus.STALLED})
 # A run whose status is one of these has not ended: its state may still change.
 LIVE_RUN_STATUSES = frozenset({RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.DRAINING})
 SETTLED_NODE_STATUSES = frozenset({NodeStatus.DONE, NodeStatus.FAILED})
@@ -99,6 +102,8 @@ class Run(Contract):
     reason: str = ""
 
     approve_plans: bool = False  # planned items wait for `cadre approve` (`cadre run --approve-plans`)
+    protect: list[str] = Field(default_factory=list)  # globs of paths no worker may change (`--protect`)
+    protect_allow_planned: bool = False  # planners may create items allowed to change them
 
     @property
     def is_over(self) -> bool:
@@ -260,5 +265,8 @@ class WorkItem(Contract):
     settled_at: float | None = None
     handoff: Handoff | None = None
     parked: bool = False  # delivered while its run was paused: resuming the run sends it again
+    may_change_protected: bool = False  # created with `change_protected` in a run with --protect-allow-planned
+    continued_by: str | None = None  # the continuation item created when this one stalled (once)
+    continues: str | None = None  # the stalled item this one continues
     cancel_requested: bool = False  # `cadre cancel` while it ran: its attempt stops at its next step
 
