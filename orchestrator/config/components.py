@@ -88,6 +88,12 @@ class RedisSettings:
     tls_ca_file: Path | None
     tls_cert_file: Path | None
     tls_key_file: Path | None
+    master_name: str = "cadre"
+
+    @property
+    def sentinel(self) -> bool:
+        """Whether `url` names Redis Sentinels (which say where the master is) rather than Redis itself."""
+        return self.url.startswith("sentinel://")
 
     def ssl_options(self) -> dict:
         """redis-py's TLS keywords for a `rediss://` URL (certificate verified), else {}."""
@@ -104,7 +110,8 @@ class RedisSettings:
     def of(cls, settings: CadreSettings) -> RedisSettings:
         """The Redis settings of `settings`."""
         return cls(url=settings.redis_url, tls_ca_file=settings.redis_tls_ca_file,
-                   tls_cert_file=settings.redis_tls_cert_file, tls_key_file=settings.redis_tls_key_file)
+                   tls_cert_file=settings.redis_tls_cert_file, tls_key_file=settings.redis_tls_key_file,
+                   master_name=settings.redis_master_name)
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ class CadreSettings(BaseSettings):
     """TLS: this client's certificate (PEM), when Redis asks for client certificates."""
     redis_tls_key_file: Path | None = None
     """TLS: this client's private key (PEM), with the certificate above."""
+    redis_master_name: str = "cadre"
+    """With Redis Sentinel (`CADRE_REDIS_URL=sentinel://host1:26379;sentinel://host2:26379;...`): the name the
+    Sentinels monitor the master under; every role asks them where it is, and follows a failover."""
 
     demo_model_url: str | None = None
     """Base URL of the deterministic demo model (an OpenAI-compatible server): every role without a

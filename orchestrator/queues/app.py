@@ -40,7 +40,9 @@ def task_time_limits(settings: CadreSettings) -> dict[str, dict[str, int]]:
 def make_celery(settings: CadreSettings) -> Celery:
     """A Celery app configured for `settings`."""
     app = Celery("cadre", broker=settings.redis.url, backend=settings.redis.url)
-    visibility = {"visibility_timeout": settings.visibility_timeout_seconds}
+    visibility: dict = {"visibility_timeout": settings.visibility_timeout_seconds}
+    if settings.redis.sentinel:  # kombu asks the Sentinels of the URL where the master is, after any failover too
+        visibility["master_name"] = settings.redis.master_name
     app.conf.update(
         task_queues=[Queue("plan"), Queue("work"), Queue("judge")],
         task_default_queue="work",

@@ -17,6 +17,7 @@ from redis.retry import Retry
 
 from orchestrator.config.secrets import redact_url
 from orchestrator.state.models import Contract
+from orchestrator.state.sentinel import is_sentinel_url, master_client
 
 M = TypeVar("M", bound=Contract)
 # A patient client rides out a Redis restart: about two minutes of retries with capped backoff.
@@ -38,23 +39,30 @@ class UnknownRecord(KeyError):
         return str(self.args[0]) if self.args else "unknown record"
 
 
-def connect(url: str, patient: bool = False, tls: dict | None = None) -> redis.Redis:
+def connect(url: str, patient: bool = False, tls: dict | None = None, master_name: str = "cadre") -> redis.Redis:
     """A Redis client for `url` that has answered a PING; StoreUnavailable (one line) otherwise.
 
     A `patient` client (for long-running processes) retries every command through connection
-    errors for about two minutes, so a Redis restart pauses Cadre instead of failing it. `tls`
-    holds redis-py's certificate options for a `rediss://` URL (`settings.redis.ssl_options()`).
+    errors for about two minutes, so a Redis restart (or a Sentinel failover) pauses Cadre instead of
+    failing it. `tls` holds redis-py's certificate options for a `rediss://` URL
+    (`settings.redis.ssl_options()`). A `sentinel://` URL names Sentinels watching `master_name`.
     """
     options: dict = dict(decode_responses=True, socket_connect_timeout=3, socket_timeout=30, health_check_interval=30,
                          **(tls or {}))
+
+    def client(**extra) -> redis.Redis:
+        if is_sentinel_url(url):
+            return master_client(url, master_name, **options, **extra)
+        return redis.Redis.from_url(url, **options, **extra)
+
     try:
-        redis.Redis.from_url(url, **options).ping()
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        client().ping()
+    except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError) as exc:
         raise StoreUnavailable(f"Redis unreachable at {redact_url(url)}: {exc}") from None
     if patient:
-        options.update(retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), PATIENT_RETRIES),
-                       retry_on_error=[redis.ConnectionError, redis.TimeoutError])
-    return redis.Redis.from_url(url, **options)
+        return client(retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), PATIENT_RETRIES),
+                      retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    return client()
 
 
 class JsonRecords:

@@ -47,7 +47,8 @@ def get_store(patient: bool = True) -> Store:
     from orchestrator.config.settings import get_settings
 
     settings = get_settings()
-    store = Store(connect(settings.redis.url, patient=patient, tls=settings.redis.ssl_options()),
+    store = Store(connect(settings.redis.url, patient=patient, tls=settings.redis.ssl_options(),
+                          master_name=settings.redis.master_name),
                   settings.transcript_max_bytes, int(settings.transcript_retention_days * 86400))
     if patient:
         _store = store
