@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from importlib import import_module
 
 import typer
@@ -81,7 +82,8 @@ def worker(
     from orchestrator.queues.liveness import celery_hostname
 
     app.worker_main(["worker", "-Q", QUEUE_BY_ROLE[role], "-c", str(concurrency), "-O", "fair",
-                     "-n", celery_hostname(role, index), "--loglevel", loglevel, "-P", pool])
+                     "-n", celery_hostname(role, index), "--loglevel", loglevel, "-P", pool,
+                     *shlex.split(settings.celery_worker_options)])
 
 
 @cli.command()

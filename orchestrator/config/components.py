@@ -109,7 +109,7 @@ class RedisSettings:
     @classmethod
     def of(cls, settings: CadreSettings) -> RedisSettings:
         """The Redis settings of `settings`."""
-        return cls(url=settings.redis_url, tls_ca_file=settings.redis_tls_ca_file,
+        return cls(url=settings.redis_sentinel_url or settings.redis_url, tls_ca_file=settings.redis_tls_ca_file,
                    tls_cert_file=settings.redis_tls_cert_file, tls_key_file=settings.redis_tls_key_file,
                    master_name=settings.redis_master_name)
 

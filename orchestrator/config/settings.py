@@ -58,6 +58,9 @@ class CadreSettings(BaseSettings):
     """TLS: this client's certificate (PEM), when Redis asks for client certificates."""
     redis_tls_key_file: Path | None = None
     """TLS: this client's private key (PEM), with the certificate above."""
+    redis_sentinel_url: str | None = None
+    """Redis Sentinels to use instead of CADRE_REDIS_URL (which a compose file may set): a `sentinel://` URL as
+    below. Set it in .env with `docker compose --profile sentinel`."""
     redis_master_name: str = "cadre"
     """With Redis Sentinel (`CADRE_REDIS_URL=sentinel://host1:26379;sentinel://host2:26379;...`): the name the
     Sentinels monitor the master under; every role asks them where it is, and follows a failover."""
@@ -231,6 +234,8 @@ class CadreSettings(BaseSettings):
     """Model calls of a worker's conflict-resolution turn after a rebase conflict."""
     lease_seconds: int = Field(default=60, ge=3)
     """TTL of a running attempt's lease; a heartbeat refreshes it every third of that."""
+    celery_worker_options: str = ""
+    """Extra options of `celery worker` for every `cadre worker` (shell words), e.g. `--without-gossip`."""
     tick_seconds: float = Field(default=30.0, gt=0)
     """Period of `cadre beat`'s judge tick (the safety net for lost triggers)."""
 

@@ -29,3 +29,9 @@ def test_celery_is_told_the_master_name_only_for_sentinels():
     assert app.conf.result_backend_transport_options["master_name"] == "mine"
     plain = make_celery(CadreSettings(redis_url="redis://127.0.0.1:6379/0"))
     assert "master_name" not in plain.conf.broker_transport_options
+
+
+def test_the_sentinel_url_wins_over_the_redis_url_a_compose_file_sets():
+    settings = CadreSettings(redis_url="redis://cadre:pw@redis:6379/0", redis_sentinel_url="sentinel://s1:26379")
+    assert settings.redis.url == "sentinel://s1:26379" and settings.redis.sentinel
+    assert CadreSettings(redis_url="redis://r:6379/0").redis.url == "redis://r:6379/0"
