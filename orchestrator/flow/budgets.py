@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def budget_fractions(store: Store, run: Run) -> dict[str, float]:
     """How much of each configured budget of the run is spent (1.0 = all of it)."""
-    usage = store.usage.totals(run.id)
+    usage = store.usage.spent(run.id) if run.max_cost_usd or run.max_tokens else {}
     fractions = {}
     if run.max_cost_usd:
         fractions["cost"] = usage.get("cost_usd", 0.0) / run.max_cost_usd
@@ -46,7 +46,7 @@ def enforce_run_budget(store: Store, run_id: str, warning_fraction: float) -> bo
     fractions = budget_fractions(store, run)
     spent = sorted(kind for kind, fraction in fractions.items() if fraction >= 1.0)
     if spent:
-        usage = store.usage.totals(run_id)
+        usage = store.usage.spent(run_id)
         reason = (f"{' and '.join(spent)} budget spent: ${usage.get('cost_usd', 0):.4f} of "
                   f"{run.max_cost_usd or '-'} USD, {int(usage.get('tokens', 0))} of {run.max_tokens or '-'} tokens, "
                   f"{(now() - run.created_at) / 3600:.2f} of {run.max_hours or '-'} hours")

@@ -55,6 +55,12 @@ class UsageCounters:
         count_usage(pipe, role, tokens, cost_usd)
         pipe.execute()
 
+    def spent(self, run_id: str) -> dict[str, float]:
+        """The run's total `tokens` and `cost_usd` only (two fields, not the whole hash: it is read before every
+        model call, and the hash grows with every item)."""
+        tokens, cost = self.redis.hmget(Keys.usage(run_id), "tokens", "cost_usd")
+        return {"tokens": float(tokens or 0), "cost_usd": float(cost or 0)}
+
     def totals(self, run_id: str) -> dict[str, float]:
         """The run's usage counters: `tokens`, `cost_usd`, `calls` and `<role>:tokens` / `<role>:cost_usd`."""
         return {k: float(v) for k, v in self.redis.hgetall(Keys.usage(run_id)).items()}

@@ -7,6 +7,7 @@ a live run: a worker claiming or requeueing the same item, a tick, another opera
 
 from __future__ import annotations
 
+from orchestrator.state.items import queued_fields
 from orchestrator.state.keys import Keys
 from orchestrator.state.models import (LIVE_RUN_STATUSES, SETTLED_NODE_STATUSES, Guidance, ItemStatus, NodeStatus,
                                        PlannerNode, Run, RunStatus, WorkItem, now)
@@ -76,10 +77,8 @@ class SteeringRecords:
                 raise TransitionRefused(f"item {item.id} is {current.status}")
             if run.status not in LIVE_RUN_STATUSES:
                 raise TransitionRefused(f"run {run.id} is {run.status}")
-            return current.model_copy(update={"status": ItemStatus.QUEUED, "parked": run.is_paused,
-                                              "queued_at": now(),
-                                              "failures": 0, "interruptions": 0, "cancel_requested": False,
-                                              "settled_at": None})
+            return current.model_copy(update={**queued_fields(run), "failures": 0, "interruptions": 0,
+                                              "cancel_requested": False, "settled_at": None})
 
         def also(pipe, _old, new: WorkItem) -> None:
             node = self.records.load(node_key, PlannerNode)
@@ -94,8 +93,7 @@ class SteeringRecords:
         def change(current: WorkItem, run: Run) -> WorkItem:
             if current.status is not ItemStatus.AWAITING_APPROVAL or run.status not in LIVE_RUN_STATUSES:
                 raise TransitionRefused(f"item {item.id} is {current.status}")
-            return current.model_copy(update={"status": ItemStatus.QUEUED, "parked": run.is_paused,
-                                              "queued_at": now()})
+            return current.model_copy(update=queued_fields(run))
 
         return self.records.transition_or_none(Keys.item(item.id), WorkItem, change,
                                                seen=(Keys.run(item.run_id), Run))
