@@ -17,15 +17,17 @@ ROLE_MODELS = {"planner": ("planner", "subplanner"), "worker": ("worker",), "jud
 @cli.command()
 def worker(
     role: str = typer.Option(..., help="planner, worker or judge."),
-    concurrency: int = typer.Option(1, min=1, help="Processes (one agent each)."),
+    concurrency: int = typer.Option(1, min=1, envvar="CADRE_WORKER_CONCURRENCY",
+                                    help="Agent slots: tasks this process runs at once."),
     index: int = typer.Option(None, min=1, envvar="CADRE_NODE_INDEX",
                               help="Number of this process among several of its role on one host (its Celery worker is role-N@host)."),
     max_tasks: int = typer.Option(0, min=0, help="Stop after this many tasks (1: a Kubernetes Job per item); "
                                                   "0: serve until stopped."),
     pool: str = typer.Option("auto", envvar="CADRE_WORKER_POOL",
-                             help="auto: threads at concurrency 1, prefork above; prefork: a process per agent; "
-                                  "threads: the agent runs in the worker's one process (concurrency 1 only; "
-                                  "lighter; a crash takes the worker down)."),
+                             help="auto: threads for external agent programs and at concurrency 1, prefork for "
+                                  "several builtin agents; prefork: a process per slot; threads: every slot a "
+                                  "thread of this one process (light: an external agent's slot only waits on "
+                                  "its program; a crash of the process takes all its slots down)."),
     loglevel: str = typer.Option("INFO", help="Log level."),
 ) -> None:
     """Serve one role's queue: planner → plan, worker → work, judge → judge (and the tick)."""
@@ -35,15 +37,13 @@ def worker(
         fail(f"unknown role {role!r}: use planner, worker or judge")
     if pool not in ("auto", "prefork", "threads"):
         fail(f"unknown pool {pool!r}: use auto, prefork or threads")
-    if pool == "auto":
-        from orchestrator.queues.pool_memory import auto_pool
-
-        pool = auto_pool(concurrency)
-    if pool == "threads" and concurrency != 1:
-        fail("--pool threads needs --concurrency 1 (one agent per process; use prefork for more)")
     if max_tasks and concurrency != 1:
         fail("--max-tasks needs --concurrency 1")
     settings = get_settings()
+    if pool == "auto":
+        from orchestrator.queues.pool_memory import auto_pool
+
+        pool = auto_pool(concurrency, external_agents=role == "worker" and settings.worker_backend != "builtin")
     for model_role in ROLE_MODELS[role]:
         if model_role == "worker" and settings.worker_backend != "builtin":
             continue
@@ -75,15 +75,16 @@ def worker(
     else:
         from orchestrator.queues.thread_limits import connect_thread_time_limits
 
-        connect_thread_time_limits()
+        connect_thread_time_limits(slots=concurrency)
     connect_worker_signals(max_tasks)
     connect_log_scrubbing()
 
+    from orchestrator.queues.app import lean_worker_options
     from orchestrator.queues.liveness import celery_hostname
 
     app.worker_main(["worker", "-Q", QUEUE_BY_ROLE[role], "-c", str(concurrency), "-O", "fair",
                      "-n", celery_hostname(role, index), "--loglevel", loglevel, "-P", pool,
-                     *shlex.split(settings.celery_worker_options)])
+                     *lean_worker_options(settings), *shlex.split(settings.celery_worker_options)])
 
 
 @cli.command()

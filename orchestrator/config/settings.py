@@ -235,7 +235,13 @@ class CadreSettings(BaseSettings):
     lease_seconds: int = Field(default=60, ge=3)
     """TTL of a running attempt's lease; a heartbeat refreshes it every third of that."""
     celery_worker_options: str = ""
-    """Extra options of `celery worker` for every `cadre worker` (shell words), e.g. `--without-gossip`."""
+    """Extra options of `celery worker` for every `cadre worker` (shell words), e.g. `--pool-restarts`."""
+    celery_lean_traffic: bool = True
+    """Celery without the traffic Cadre does not use: no gossip or mingle between workers, an event heartbeat
+    every `celery_heartbeat_seconds`, no task-sent events. False: Celery's defaults (gossip, mingle, a heartbeat
+    every 2 s, task-sent events)."""
+    celery_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    """Period of each worker's event heartbeat (Flower's liveness) when `celery_lean_traffic` is on."""
     tick_seconds: float = Field(default=30.0, gt=0)
     """Period of `cadre beat`'s judge tick (the safety net for lost triggers)."""
 

@@ -37,6 +37,16 @@ def task_time_limits(settings: CadreSettings) -> dict[str, dict[str, int]]:
     }
 
 
+def lean_worker_options(settings: CadreSettings) -> list[str]:
+    """`celery worker` options that leave out the traffic Cadre does not use (`CADRE_CELERY_LEAN_TRAFFIC`):
+    gossip (every worker consuming every other worker's events, for Celery's own elections and clock
+    sync), mingle (a start-up round trip with every other worker), and a heartbeat every 2 s (Flower
+    reads each heartbeat's own period, so it keeps telling live workers from lost ones)."""
+    if not settings.celery_lean_traffic:
+        return []
+    return ["--without-gossip", "--without-mingle", "--heartbeat-interval", f"{settings.celery_heartbeat_seconds:g}"]
+
+
 def make_celery(settings: CadreSettings) -> Celery:
     """A Celery app configured for `settings`."""
     app = Celery("cadre", broker=settings.redis.url, backend=settings.redis.url)
@@ -61,7 +71,8 @@ def make_celery(settings: CadreSettings) -> Celery:
         # Task state reaches Flower through events; results are not stored (they are ids and None).
         task_ignore_result=True, result_expires=24 * 3600,
         result_backend_always_retry=True, result_backend_max_retries=30,
-        worker_send_task_events=True, task_send_sent_event=True, task_track_started=True,
+        # Flower sees a task from the worker's task-received event on; task-sent is the same news, earlier.
+        worker_send_task_events=True, task_send_sent_event=not settings.celery_lean_traffic, task_track_started=True,
         beat_max_loop_interval=settings.beat_loop_seconds,
         # The tick is short and expires: a tick that waited a whole period is dropped, never piled up.
         beat_schedule={"cadre-tick": {"task": TICK, "schedule": settings.tick_seconds,

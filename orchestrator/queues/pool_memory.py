@@ -16,10 +16,12 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def auto_pool(concurrency: int) -> str:
+def auto_pool(concurrency: int, external_agents: bool = False) -> str:
     """The pool `--pool auto` takes: threads for one agent (a second process would only hold twice every
-    page the agent writes after the fork), prefork for several (their processes share the imports)."""
-    return "threads" if concurrency == 1 else "prefork"
+    page the agent writes after the fork) and for external agent programs (each slot only waits on its
+    program: a thread, not a process, per slot), prefork for several builtin agents (their model calls and
+    tools run in Python, so each gets a core's worth of interpreter; their processes share the imports)."""
+    return "threads" if concurrency == 1 or external_agents else "prefork"
 
 
 def freeze_before_fork(**_signal) -> None:

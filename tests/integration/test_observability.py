@@ -137,3 +137,41 @@ def test_transcripts_are_compressed_capped_and_expire(redis_client):
     assert lines[0] == repetitive and json.loads(lines[-1])["type"] == "truncated"
     assert 0 < redis_client.ttl(Keys.transcript("run-t", "worker-item-t-1")) <= 3600
     assert transcripts.names("item-t") == ["worker-item-t-1"]
+
+
+def test_flower_and_health_keep_working_with_celerys_traffic_thinned(cadre, remote, tmp_path):
+    """Workers run without gossip or mingle, with a heartbeat every 10 s and no task-sent events (Cadre's
+    default): Flower still shows them online long after their last task, counts their tasks, and sees a
+    stopped one go offline; `cadre health` still answers."""
+    with ScriptedModelServer(single_item_plan("write f1.txt: one", "write f2.txt: two")) as server:
+        stack = cadre(server.base_url)
+        stack.worker("planner")
+        stack.worker("judge")
+        workers = [stack.worker("worker"), stack.worker("worker")]
+        flower_port = free_port()
+        flower = CadreProcess(["--app", "orchestrator.queues.app:app", "flower", f"--port={flower_port}",
+                               "--address=127.0.0.1"], stack.env, tmp_path / "flower.log",
+                              program=[sys.executable, "-m", "celery"])
+        try:
+            result, _run_id, _status = run_and_wait(stack, remote, "Two files.")
+            assert result.returncode == 0, result.stderr
+            url = f"http://127.0.0.1:{flower_port}/metrics"
+            time.sleep(25)  # past two heartbeat periods after the run: alive means heartbeats still arrive
+            online = wait_until(lambda: _online_workers(_try(scrape, url)), 30, flower.log())
+            assert {"worker-1", "worker-2"} <= {name.split("@")[0] for name in online}, online
+            events = scrape(url)
+            assert value(events, "flower_events", type="task-succeeded", task="cadre.execute_work_item") == 2
+            assert value(events, "flower_events", type="task-sent") == 0
+            health = stack.cli("health", "--role", "worker", "--index", "1")
+            assert health.returncode == 0 and "alive" in health.stdout, health.stderr
+            workers[1].stop()
+            wait_until(lambda: len(_online_workers(_try(scrape, url))) == len(online) - 1, 30,
+                       "a stopped worker should go offline in Flower")
+        finally:
+            flower.stop()
+
+
+def _online_workers(families: dict | None) -> set[str]:
+    if not families or "flower_worker_online" not in families:
+        return set()
+    return {s.labels["worker"] for s in families["flower_worker_online"].samples if s.value == 1}
