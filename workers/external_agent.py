@@ -17,6 +17,7 @@ from pathlib import Path
 from orchestrator.agent.backends import Preset, agent_env_names, paths_named
 from orchestrator.agent.commands import shell_for
 from orchestrator.agent.egress import EgressProxy, allowed_hosts
+from orchestrator.agent.egress_bridge import ListenerCourier
 from orchestrator.agent.loop import AgentResult, truncate
 from orchestrator.agent.reports import AgentReport, read_report
 from orchestrator.agent.sandbox import Bridge
@@ -203,9 +204,10 @@ def _run_program(settings: CadreSettings, preset: Preset, worktree: Path, io_dir
                                                                                  io_dir / "output.log")
     allowed = allowed_hosts(settings.api_base_for("worker"), settings.model_for("worker"), settings.agent_allowed_hosts)
     with tempfile.TemporaryDirectory(prefix="cadre-egress-") as folder, \
-            EgressProxy(Path(folder) / "proxy.sock", allowed) as proxy:
+            EgressProxy(Path(folder) / "proxy.sock", allowed) as proxy, \
+            ListenerCourier(Path(folder) / "bridge.sock", BRIDGE_PORT, proxy):
         shell = shell_for(settings, worktree, extra_env=env | proxy_env(BRIDGE_PORT),
-                          bridge=Bridge(BRIDGE_PORT, Path(folder) / "proxy.sock"), **shell_options)
+                          bridge=Bridge(BRIDGE_PORT, Path(folder) / "bridge.sock"), **shell_options)
         code, output = shell.run(argv, timeout, stop, io_dir / "output.log")
     if proxy.denied:
         transcript.write("egress_refused", hosts=sorted(set(proxy.denied))[:20])

@@ -1,8 +1,9 @@
 """The egress proxy: an external agent's one way out of its sandbox, and the allowlist it enforces.
 
 An external coding agent (Claude Code, codex, aider, mini-swe-agent) runs in its own network namespace with
-no network at all. Its one way out is this HTTP proxy, running in the worker process outside the sandbox on a
-UNIX socket bind-mounted into it (a bridge inside relays 127.0.0.1:PORT there; the agent gets HTTP(S)_PROXY).
+no network at all. Its one way out is this HTTP proxy, running in the worker process outside the sandbox: on
+127.0.0.1:PORT inside the agent's namespace, a listener the sandbox's first program made there and handed
+out (`egress_bridge`; the agent gets HTTP(S)_PROXY), and on a UNIX socket (tests, tools).
 It serves `CONNECT host:port` and absolute-form plain HTTP to the `host:port` entries it was given (the model
 endpoints, see `allowed_hosts`) and refuses everything else: no Redis, no LAN, no cloud metadata service.
 
@@ -215,6 +216,7 @@ class EgressProxy:
         self._handlers: set[threading.Thread] = set()
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
+        self._adopted: list[tuple[socket.socket, threading.Thread]] = []
         self._inode: int | None = None
 
     def start(self) -> EgressProxy:
@@ -237,7 +239,8 @@ class EgressProxy:
             listener.close()
             raise
         self._listener = listener
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="cadre-egress-accept", daemon=True)
+        self._accept_thread = threading.Thread(target=self._accept_loop, args=(listener,), name="cadre-egress-accept",
+                                               daemon=True)
         self._accept_thread.start()
         log.info("egress proxy on %s allows %s", self.socket_path, self._allowed_text)
         return self
@@ -251,11 +254,12 @@ class EgressProxy:
                 return
             self._stopping.set()
             open_sockets, handlers = list(self._open), list(self._handlers)
-        if self._listener is not None and self._accept_thread is not None:
+        listeners = [(self._listener, self._accept_thread)] if self._listener and self._accept_thread else []
+        for listener, accepting in (*listeners, *self._adopted):
             with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)  # on Linux this wakes the blocked accept()
-            self._accept_thread.join(STOP_GRACE_SECONDS)
-            self._listener.close()
+                listener.shutdown(socket.SHUT_RDWR)  # on Linux this wakes the blocked accept()
+            accepting.join(STOP_GRACE_SECONDS)
+            listener.close()
         for sock in open_sockets:
             with contextlib.suppress(OSError):  # already closed by its peer: nothing left to end
                 sock.shutdown(socket.SHUT_RDWR)
@@ -272,11 +276,22 @@ class EgressProxy:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
+    def adopt(self, listener: socket.socket) -> None:
+        """Serve the clients of another listening socket too (the one made inside an agent's sandbox), until
+        stopped; it is closed then."""
+        accepting = threading.Thread(target=self._accept_loop, args=(listener,), name="cadre-egress-adopted",
+                                     daemon=True)
+        with self._lock:
+            if self._stopping.is_set():
+                listener.close()
+                return
+            self._adopted.append((listener, accepting))
+        accepting.start()
+
+    def _accept_loop(self, listener: socket.socket) -> None:
         while not self._stopping.is_set():
             try:
-                conn, _ = self._listener.accept()
+                conn, _ = listener.accept()
             except OSError:
                 if not self._stopping.is_set():  # out of descriptors, say: accepting again at once would spin
                     log.warning("egress proxy: accept failed; still serving", exc_info=True)

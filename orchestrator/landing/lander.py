@@ -114,8 +114,13 @@ class Lander:
 
     def _take_batch(self) -> list[LandingRequest]:
         self.lock.check()
+        # Only the lock holder takes from the queue, so at least `waiting` moves will find a request: as many
+        # moves as that (not a whole batch's worth of empty ones each time), in one round trip.
+        waiting = min(int(self.store.redis.llen(Keys.landing_queue(self.key))), BATCH_SIZE)
+        if not waiting:
+            return []
         with self.store.redis.pipeline(transaction=False) as pipe:  # one round trip; each move stays atomic
-            for _ in range(BATCH_SIZE):
+            for _ in range(waiting):
                 pipe.lmove(Keys.landing_queue(self.key), Keys.landing_processing(self.key), "LEFT", "RIGHT")
             raws = pipe.execute()
         return [LandingRequest(**json.loads(raw)) for raw in raws if raw is not None]

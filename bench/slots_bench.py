@@ -1,0 +1,263 @@
+"""Hundreds of agent slots on one machine: real `cadre worker` processes (external agent backend, light
+slots by default), a real planner, judge and beat, Flower watching, one private Redis. Prints a table.
+
+Each item is a stand-in external agent (`orchestrator/testing/waiting_agent.py`) in the sandbox: it writes
+one file, then waits on its model, which holds every answer `--hold` seconds (spread ±50 %, seeded), the
+way real agents spend their time. The planner creates `slots` items per cycle, for `--cycles` cycles, so
+every item is dispatched while slots are free. For each size it prints, each measured in that run:
+
+- items landed per second (first item created → last handoff recorded);
+- dispatch latency, item created → its agent started (`item_created` → `agent_started` events), p50/p99;
+- landing latency, agent finished → handoff recorded, its commit on the branch, p50/p99;
+- Redis commands/s and Redis CPU (% of one core), from Redis' own counters over the run;
+- Celery's events and control broadcasts published per second (a pattern subscriber counts them);
+- Cadre's CPU per busy slot: the CPU time of every Cadre process (workers, planner, judge, beat) over the
+  run, divided by the slot-seconds agents ran; the children Cadre ran (git, sandbox, agents) apart;
+- memory per slot at the moment every slot's agent waits: the worker processes' PSS and USS, and the
+  sandbox's own processes (bwrap, the egress bridge), divided by the slots; the agents' own apart;
+- lost (an item not done, or its commit not on the branch) and duplicated (its trailer twice).
+
+    python bench/slots_bench.py --slots 50 100 200 300 [--processes 6] [--hold 30] [--cycles 2]
+                                [--pool threads|prefork] [--traffic lean|celery-defaults] [--sandbox bwrap|off]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.cluster_probes import CeleryMessages, cpu_seconds, redis_counters, slot_memory  # noqa: E402
+from orchestrator.config.settings import CadreSettings  # noqa: E402
+from orchestrator.local.processes import CadreProcess, RedisServer, free_port  # noqa: E402
+from orchestrator.queues.app import make_celery  # noqa: E402
+from orchestrator.state.records import connect  # noqa: E402
+from orchestrator.state.store import Store  # noqa: E402
+from orchestrator.testing import waiting_agent  # noqa: E402
+from orchestrator.testing.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
+
+AGENT_MARKER = "waiting_agent.py"
+
+
+class Model:
+    """The scripted model: planner creates `slots` items per cycle, the judge asks for `cycles` cycles, every
+    waiting agent's question is held `hold` seconds (±50 %). Counts the agents waiting now."""
+
+    def __init__(self, slots: int, cycles: int, hold: float, seed: int = 7):
+        self.slots, self.cycles, self.hold = slots, cycles, hold
+        self.random, self.lock, self.waiting = random.Random(seed), threading.Lock(), 0
+
+    def __call__(self, request: dict):
+        tools = {t["function"]["name"] for t in request.get("tools", [])}
+        text = "\n".join(m.get("content") or "" for m in request["messages"] if m["role"] in {"system", "user"})
+        cycle = int((re.search(r"cycle (\d+) of", text) or re.search("(1)", "1")).group(1))
+        if "create_task" in tools:
+            if any(m["role"] == "tool" for m in request["messages"]) or "This is round" in text:
+                return reply(call("finish", summary="planned"))
+            return reply(*(call("create_task", title=f"write c{cycle}/f{k}.txt: slot {k} of cycle {cycle}",
+                                instructions=f"Write c{cycle}/f{k}.txt.") for k in range(self.slots)))
+        if "verdict" in tools:
+            return reply(call("verdict", done=cycle >= self.cycles, reason=f"cycle {cycle} judged"))
+        with self.lock:
+            self.waiting += 1
+            seconds = self.hold * self.random.uniform(0.5, 1.5)
+        time.sleep(seconds)
+        with self.lock:
+            self.waiting -= 1
+        return reply(content="ok")
+
+
+def make_remote(root: Path) -> Path:
+    remote, seed = root / "remote.git", root / "seed"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], check=True)
+    for k in range(20):
+        (seed / "src").mkdir(exist_ok=True)
+        (seed / "src" / f"module_{k}.py").write_text(f"VALUE = {k}\n" * 50)
+    subprocess.run(["git", "-C", str(seed), "add", "-A"], check=True)
+    subprocess.run(["git", "-c", "user.name=B", "-c", "user.email=b@b", "-C", str(seed), "commit", "-qm", "seed"],
+                   check=True)
+    subprocess.run(["git", "-C", str(seed), "push", "-q", str(remote), "main"], check=True)
+    return remote
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def flower_online(port: int) -> int:
+    """Workers Flower shows online (its `flower_worker_online` gauge)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return -1
+    return sum(1 for line in text.splitlines()
+               if line.startswith("flower_worker_online{") and line.endswith(" 1.0") and 'worker="worker-' in line)
+
+
+def trailer_counts(remote: Path) -> Counter:
+    out = subprocess.run(["git", "-C", str(remote), "log", "--format=%(trailers:key=Cadre-Item,valueonly)", "main"],
+                         capture_output=True, text=True, check=True).stdout
+    return Counter(line.strip() for line in out.splitlines() if line.strip())
+
+
+def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
+    redis_server = RedisServer(root / "redis", appendonly=False).start()
+    model = Model(slots, args.cycles, args.hold)
+    server = ScriptedModelServer(model).start()
+    remote = make_remote(root)
+    agent = f"{sys.executable} -I {waiting_agent.__file__} {{prompt_file}} {{handoff_file}} {{api_base}}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CADRE_")}
+    env.update(CADRE_REDIS_URL=redis_server.url, CADRE_DATA_DIR=str(root / "data"), CADRE_API_KEY="sk-bench-key",
+               CADRE_MAX_TASKS_PER_CYCLE=str(slots), CADRE_WORKER_BACKEND="command", CADRE_WORKER_COMMAND=agent,
+               CADRE_SANDBOX=args.sandbox, CADRE_CELERY_LEAN_TRAFFIC=str(args.traffic == "lean").lower(),
+               CADRE_WORKER_POOL=args.pool, CADRE_TICK_SECONDS="5", LITELLM_LOCAL_MODEL_COST_MAP="True",
+               PYTHONPATH=str(ROOT))
+    for role in ("PLANNER", "SUBPLANNER", "WORKER", "JUDGE"):
+        env[f"CADRE_{role}_MODEL"], env[f"CADRE_{role}_API_BASE"] = "openai/bench", server.base_url
+    per_process = math.ceil(slots / args.processes)
+    logs = root / "logs"
+    others = [CadreProcess(["worker", "--role", role, "--loglevel", "WARNING"], env, logs / f"{role}.log")
+              for role in ("planner", "judge")] + [CadreProcess(["beat", "--loglevel", "WARNING"], env, logs / "beat.log")]
+    workers = [CadreProcess(["worker", "--role", "worker", "--index", str(k + 1), "--concurrency", str(per_process),
+                             "--loglevel", "WARNING"], env, logs / f"worker-{k + 1}.log") for k in range(args.processes)]
+    flower_port = free_port()
+    flower = CadreProcess(["--app", "orchestrator.queues.app:app", "flower", f"--port={flower_port}",
+                           "--address=127.0.0.1", "--logging=warning"], env, logs / "flower.log",
+                          program=[sys.executable, "-m", "celery"])
+    store, client = Store(connect(redis_server.url)), connect(redis_server.url)
+    app = make_celery(CadreSettings(redis_url=redis_server.url))
+    messages = CeleryMessages(redis_server.url)
+    cadre_pids = [p.process.pid for p in (*others, *workers)]
+    try:
+        deadline = time.monotonic() + 600
+        while len(app.control.ping(timeout=2.0)) < args.processes + 2:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{slots} slots: not every worker answered within 600 s")
+        time.sleep(12)  # start-up traffic is over; Flower has a heartbeat of each
+        messages.start()
+        redis_before, cpu_before = redis_counters(client), [cpu_seconds(pid) for pid in cadre_pids]
+        began = time.monotonic()
+        run = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", "--repo", str(remote), "--goal",
+                              "slots bench"], env=env, capture_output=True, text=True, check=True)
+        run_id = run.stdout.split()[0]
+        memory, plateau = None, 0
+        while not store.runs.get(run_id).is_over:
+            if memory is None and model.waiting >= slots:  # every slot's agent waits on its model now
+                memory, plateau = slot_memory([w.process.pid for w in workers], AGENT_MARKER), model.waiting
+            if time.monotonic() - began > args.timeout:
+                raise SystemExit(f"{slots} slots: the run did not end within {args.timeout} s")
+            time.sleep(0.2)
+        seconds = time.monotonic() - began
+        redis_after, cpu_after = redis_counters(client), [cpu_seconds(pid) for pid in cadre_pids]
+        counts, _channels = messages.snapshot()
+        online = flower_online(flower_port)
+        health = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "health", "--role", "worker",
+                                 "--index", "1"], env=env, capture_output=True, text=True).returncode == 0
+        status = store.runs.get(run_id).status.value
+        events = store.events.read(run_id)
+        items = [store.items.get(i) for i in store.items.ids_of_run(run_id)]
+    finally:
+        messages.stop()
+        for process in (*workers, *others, flower):
+            process.stop()
+        server.stop()
+        redis_server.stop()
+    at = {kind: {} for kind in ("item_created", "agent_started", "agent_finished", "handoff")}
+    for event in events:
+        if event.type in at:
+            at[event.type].setdefault(event.data.get("item_id"), event.at)
+    dispatch = [at["agent_started"][i] - at["item_created"][i] for i in at["agent_started"] if i in at["item_created"]]
+    landing = [at["handoff"][i] - at["agent_finished"][i] for i in at["handoff"] if i in at["agent_finished"]]
+    busy = sum(at["agent_finished"][i] - at["agent_started"][i] for i in at["agent_finished"] if i in at["agent_started"])
+    trailers = trailer_counts(remote)
+    lost = [i.id for i in items if i.status.value != "done" or trailers[i.id] == 0]
+    duplicated = [i.id for i in items if trailers[i.id] > 1]
+    span = max(at["handoff"].values()) - min(at["item_created"].values())
+    own = sum(a[0] - b[0] for a, b in zip(cpu_after, cpu_before))
+    children = sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before))
+    kib = 1024 * slots
+    return {
+        "slots": slots, "processes": args.processes, "per_process": per_process, "pool": args.pool,
+        "traffic": args.traffic, "status": status, "items": len(items), "seconds": seconds,
+        "items_per_s": len(items) / span, "dispatch_p50": pct(dispatch, .5), "dispatch_p99": pct(dispatch, .99),
+        "landing_p50": pct(landing, .5), "landing_p99": pct(landing, .99),
+        "redis_commands_per_s": (redis_after["commands"] - redis_before["commands"]) / seconds,
+        "redis_cpu_percent": 100 * (redis_after["cpu"] - redis_before["cpu"]) / seconds,
+        "events_per_s": counts["events"] / seconds, "control_per_s": counts["control"] / seconds,
+        "cadre_cpu_ms_per_slot_s": 1000 * own / busy, "children_cpu_ms_per_slot_s": 1000 * children / busy,
+        "plateau": plateau,
+        "worker_pss_mib": memory.workers_pss / kib if memory else float("nan"),
+        "worker_uss_mib": memory.workers_uss / kib if memory else float("nan"),
+        "sandbox_pss_mib": memory.sandbox_pss / kib if memory else float("nan"),
+        "sandbox_uss_mib": memory.sandbox_uss / kib if memory else float("nan"),
+        "agent_pss_mib": memory.agents_pss / kib if memory else float("nan"),
+        "process_kinds": dict(memory.processes) if memory else {},
+        "sandbox_uss_kib_by_kind": dict(memory.uss_by_kind) if memory else {},
+        "lost": len(lost), "duplicated": len(duplicated), "flower_online": online, "health": health,
+        "worker_uss_mib_per_process": memory.workers_uss / 1024 / memory.processes["worker"] if memory else 0,
+        "top_commands_per_s": {k.removeprefix("cmdstat_"): round((v - redis_before.get(k, 0)) / seconds, 1)
+                               for k, v in sorted(redis_after.items(), key=lambda kv: redis_before.get(kv[0], 0) - kv[1])
+                               [:12] if k.startswith("cmdstat_")},
+    }
+
+
+HEADER = ("| slots (processes × slots, pool, Celery traffic) | items/s | dispatch p50 / p99 s | landing p50 / p99 s "
+          "| Redis cmds/s | Redis CPU % | events/s | control/s | Cadre CPU ms per slot-s (children) "
+          "| worker PSS / USS MiB per slot | sandbox PSS / USS MiB per slot | lost | dup | Flower online, health |")
+
+
+def row(r: dict) -> str:
+    return (f"| {r['slots']} ({r['processes']} × {r['per_process']}, {r['pool']}, {r['traffic']}) | "
+            f"{r['items_per_s']:.2f} | {r['dispatch_p50']:.2f} / {r['dispatch_p99']:.2f} | "
+            f"{r['landing_p50']:.2f} / {r['landing_p99']:.2f} | {r['redis_commands_per_s']:.0f} | "
+            f"{r['redis_cpu_percent']:.1f} | {r['events_per_s']:.1f} | {r['control_per_s']:.2f} | "
+            f"{r['cadre_cpu_ms_per_slot_s']:.1f} ({r['children_cpu_ms_per_slot_s']:.1f}) | "
+            f"{r['worker_pss_mib']:.2f} / {r['worker_uss_mib']:.2f} | {r['sandbox_pss_mib']:.2f} / "
+            f"{r['sandbox_uss_mib']:.2f} | {r['lost']} | {r['duplicated']} | "
+            f"{r['flower_online']}/{r['processes']}, {'ok' if r['health'] else 'FAILED'} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--slots", type=int, nargs="+", default=[50, 100, 200, 300])
+    parser.add_argument("--processes", type=int, default=6, help="worker processes the slots are spread over")
+    parser.add_argument("--hold", type=float, default=30.0, help="seconds each agent waits on its model (±50 %%)")
+    parser.add_argument("--cycles", type=int, default=2)
+    parser.add_argument("--pool", choices=("threads", "prefork"), default="threads")
+    parser.add_argument("--traffic", choices=("lean", "celery-defaults"), default="lean")
+    parser.add_argument("--sandbox", choices=("bwrap", "off"), default="bwrap")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--json", action="store_true", help="also print each result as JSON")
+    args = parser.parse_args()
+    print(f"Agents wait {args.hold:g} s ± 50 % on their model; {args.cycles} cycles of `slots` items each; "
+          f"sandbox {args.sandbox}; landing queue.")
+    print()
+    print(HEADER)
+    print("|" + "---|" * (HEADER.count("|") - 1))
+    for slots in args.slots:
+        with tempfile.TemporaryDirectory(prefix=f"cadre-slots-{slots}-") as tmp:
+            result = measure(slots, args, Path(tmp))
+        print(row(result), flush=True)
+        if args.json:
+            print(json.dumps(result), file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
