@@ -41,14 +41,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cluster_probes import CeleryMessages, cpu_seconds, redis_counters, slot_memory  # noqa: E402
-from orchestrator.config.settings import CadreSettings  # noqa: E402
-from orchestrator.local.processes import CadreProcess, RedisServer, free_port  # noqa: E402
-from orchestrator.queues.app import make_celery  # noqa: E402
-from orchestrator.state.records import connect  # noqa: E402
-from orchestrator.state.store import Store  # noqa: E402
-from orchestrator.testing import waiting_agent  # noqa: E402
-from orchestrator.testing.scripted_model import ScriptedModelServer, call, reply  # noqa: E402
+from bench.cluster_probes import CeleryMessages, cpu_seconds, redis_counters, slot_memory
+from orchestrator.config.settings import CadreSettings
+from orchestrator.local.processes import CadreProcess, RedisServer, free_port
+from orchestrator.queues.app import make_celery
+from orchestrator.state.records import connect
+from orchestrator.state.store import Store
+from orchestrator.testing import waiting_agent
+from orchestrator.testing.scripted_model import ScriptedModelServer, call, reply
 
 AGENT_MARKER = "waiting_agent.py"
 
@@ -179,11 +179,13 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
             process.stop()
         server.stop()
         redis_server.stop()
-    at = {kind: {} for kind in ("item_created", "agent_started", "agent_finished", "handoff")}
+    at = {kind: {} for kind in ("item_created", "item_claimed", "agent_started", "agent_finished", "handoff")}
     for event in events:
         if event.type in at:
             at[event.type].setdefault(event.data.get("item_id"), event.at)
     dispatch = [at["agent_started"][i] - at["item_created"][i] for i in at["agent_started"] if i in at["item_created"]]
+    to_claim = [at["item_claimed"][i] - at["item_created"][i] for i in at["item_claimed"] if i in at["item_created"]]
+    claim_to_start = [at["agent_started"][i] - at["item_claimed"][i] for i in at["agent_started"] if i in at["item_claimed"]]
     landing = [at["handoff"][i] - at["agent_finished"][i] for i in at["handoff"] if i in at["agent_finished"]]
     busy = sum(at["agent_finished"][i] - at["agent_started"][i] for i in at["agent_finished"] if i in at["agent_started"])
     trailers = trailer_counts(remote)
@@ -202,7 +204,8 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
         "redis_cpu_percent": 100 * (redis_after["cpu"] - redis_before["cpu"]) / seconds,
         "events_per_s": counts["events"] / seconds, "control_per_s": counts["control"] / seconds,
         "cadre_cpu_ms_per_slot_s": 1000 * own / busy, "children_cpu_ms_per_slot_s": 1000 * children / busy,
-        "plateau": plateau,
+        "plateau": plateau, "to_claim_p50_p99": [pct(to_claim, .5), pct(to_claim, .99)],
+        "claim_to_start_p50_p99": [pct(claim_to_start, .5), pct(claim_to_start, .99)],
         "worker_pss_mib": memory.workers_pss / kib if memory else float("nan"),
         "worker_uss_mib": memory.workers_uss / kib if memory else float("nan"),
         "sandbox_pss_mib": memory.sandbox_pss / kib if memory else float("nan"),
@@ -210,7 +213,8 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
         "agent_pss_mib": memory.agents_pss / kib if memory else float("nan"),
         "process_kinds": dict(memory.processes) if memory else {},
         "sandbox_uss_kib_by_kind": dict(memory.uss_by_kind) if memory else {},
-        "lost": len(lost), "duplicated": len(duplicated), "flower_online": online, "health": health,
+        "lost": len(lost), "duplicated": len(duplicated), "lost_examples": [
+            (i.status.value, (i.handoff.summary if i.handoff else "")[:300]) for i in items if i.id in lost[:3]], "flower_online": online, "health": health,
         "worker_uss_mib_per_process": memory.workers_uss / 1024 / memory.processes["worker"] if memory else 0,
         "top_commands_per_s": {k.removeprefix("cmdstat_"): round((v - redis_before.get(k, 0)) / seconds, 1)
                                for k, v in sorted(redis_after.items(), key=lambda kv: redis_before.get(kv[0], 0) - kv[1])

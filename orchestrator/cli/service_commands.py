@@ -73,6 +73,7 @@ def worker(
     if pool == "prefork":
         connect_pool_memory()
     else:
+        _allow_open_files()
         from orchestrator.queues.thread_limits import connect_thread_time_limits
 
         connect_thread_time_limits(slots=concurrency)
@@ -85,6 +86,16 @@ def worker(
     app.worker_main(["worker", "-Q", QUEUE_BY_ROLE[role], "-c", str(concurrency), "-O", "fair",
                      "-n", celery_hostname(role, index), "--loglevel", loglevel, "-P", pool,
                      *lean_worker_options(settings), *shlex.split(settings.celery_worker_options)])
+
+
+def _allow_open_files() -> None:
+    """Every light slot holds about ten descriptors (its agent's output, pidfd, proxy sockets, a Redis
+    connection): lift this process's soft limit on open files to its hard limit, as a busy server does."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @cli.command()

@@ -3,6 +3,7 @@ taken. Real sockets and, where bubblewrap runs, a real sandbox with its own netw
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import sys
@@ -76,7 +77,7 @@ def test_anything_but_a_tcp_listener_on_the_port_is_refused(folder, kind):
 
 
 class _Hello(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the stdlib's name
+    def do_GET(self):
         body = b"hello from outside"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -115,3 +116,27 @@ def test_an_agent_in_its_own_network_namespace_reaches_only_the_allowed_host_thr
     assert "hello from outside" in output
     assert "refused:" in output and "403" in output, output
     assert proxy.denied == ["127.0.0.1:1"]
+
+
+def test_a_command_is_waited_for_in_a_process_with_over_a_thousand_descriptors_open(tmp_path):
+    """Hundreds of light slots keep many descriptors open: waiting for a command must not depend on select()'s
+    limit of 1,024, nor poll its process in a loop."""
+    import resource
+
+    from orchestrator.agent.commands import run_command
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this process may open only {hard} descriptors")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open("/dev/null", os.O_RDONLY))
+        code, output = run_command(["sh", "-c", "sleep 0.3; echo done; exit 3"], tmp_path, 10,
+                                   output_path=tmp_path / "out.log")
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (code, output) == (3, "done\n")
