@@ -132,7 +132,7 @@ class CeleryMessages:
         kind = "events" if "celeryev" in channel else "control" if "pidbox" in channel else "other"
         with self.lock:
             self.counts[kind] += 1
-            self.by_channel[channel.rsplit("/", 1)[-1]] += 1
+            self.by_channel[channel] += 1
 
     def start(self) -> CeleryMessages:
         self.pubsub.psubscribe(**{"*": self._on_message})

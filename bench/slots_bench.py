@@ -3,21 +3,25 @@ slots by default), a real planner, judge and beat, Flower watching, one private 
 
 Each item is a stand-in external agent (`orchestrator/testing/waiting_agent.py`) in the sandbox: it writes
 one file, then waits on its model, which holds every answer `--hold` seconds (spread ±50 %, seeded), the
-way real agents spend their time. The planner creates `slots` items per cycle, for `--cycles` cycles, so
-every item is dispatched while slots are free. For each size it prints, each measured in that run:
+way real agents spend their time. The planner creates `--per-slot` items per slot at once: the first
+`slots` start together (a burst), the rest each as a slot frees up. For each size, each figure measured in
+that run:
 
 - items landed per second (first item created → last handoff recorded);
-- dispatch latency, item created → its agent started (`item_created` → `agent_started` events), p50/p99;
+- dispatch latency, p50/p99: for the burst, item created → its agent started (`item_created` →
+  `agent_started` events); for the rest, the slot freed (the handoff of the item that held a slot of the
+  same process) → the next agent started there: Cadre's own dispatch while a slot is free;
 - landing latency, agent finished → handoff recorded, its commit on the branch, p50/p99;
 - Redis commands/s and Redis CPU (% of one core), from Redis' own counters over the run;
-- Celery's events and control broadcasts published per second (a pattern subscriber counts them);
+- Celery's events and control broadcasts published per second (a pattern subscriber counts them), with
+  Cadre's lean traffic (and Flower's periodic enable_events off) or as Celery and Flower set them;
 - Cadre's CPU per busy slot: the CPU time of every Cadre process (workers, planner, judge, beat) over the
   run, divided by the slot-seconds agents ran; the children Cadre ran (git, sandbox, agents) apart;
 - memory per slot at the moment every slot's agent waits: the worker processes' PSS and USS, and the
-  sandbox's own processes (bwrap, the egress bridge), divided by the slots; the agents' own apart;
+  sandbox's own processes (bwrap), divided by the slots; the agents' own apart;
 - lost (an item not done, or its commit not on the branch) and duplicated (its trailer twice).
 
-    python bench/slots_bench.py --slots 50 100 200 300 [--processes 6] [--hold 30] [--cycles 2]
+    python bench/slots_bench.py --slots 50 100 200 300 [--slots-per-process 100] [--hold 30] [--per-slot 2]
                                 [--pool threads|prefork] [--traffic lean|celery-defaults] [--sandbox bwrap|off]
 """
 
@@ -28,7 +32,6 @@ import json
 import math
 import os
 import random
-import re
 import subprocess
 import sys
 import tempfile
@@ -54,24 +57,23 @@ AGENT_MARKER = "waiting_agent.py"
 
 
 class Model:
-    """The scripted model: planner creates `slots` items per cycle, the judge asks for `cycles` cycles, every
-    waiting agent's question is held `hold` seconds (±50 %). Counts the agents waiting now."""
+    """The scripted model: the planner creates `items` items, the judge says done, every waiting agent's
+    question is held `hold` seconds (±50 %). Counts the agents waiting now."""
 
-    def __init__(self, slots: int, cycles: int, hold: float, seed: int = 7):
-        self.slots, self.cycles, self.hold = slots, cycles, hold
+    def __init__(self, items: int, hold: float, seed: int = 7):
+        self.items, self.hold = items, hold
         self.random, self.lock, self.waiting = random.Random(seed), threading.Lock(), 0
 
     def __call__(self, request: dict):
         tools = {t["function"]["name"] for t in request.get("tools", [])}
         text = "\n".join(m.get("content") or "" for m in request["messages"] if m["role"] in {"system", "user"})
-        cycle = int((re.search(r"cycle (\d+) of", text) or re.search("(1)", "1")).group(1))
         if "create_task" in tools:
             if any(m["role"] == "tool" for m in request["messages"]) or "This is round" in text:
                 return reply(call("finish", summary="planned"))
-            return reply(*(call("create_task", title=f"write c{cycle}/f{k}.txt: slot {k} of cycle {cycle}",
-                                instructions=f"Write c{cycle}/f{k}.txt.") for k in range(self.slots)))
+            return reply(*(call("create_task", title=f"write f/{k}.txt: item {k}", instructions=f"Write f/{k}.txt.")
+                           for k in range(self.items)))
         if "verdict" in tools:
-            return reply(call("verdict", done=cycle >= self.cycles, reason=f"cycle {cycle} judged"))
+            return reply(call("verdict", done=True, reason="all landed"))
         with self.lock:
             self.waiting += 1
             seconds = self.hold * self.random.uniform(0.5, 1.5)
@@ -79,6 +81,25 @@ class Model:
         with self.lock:
             self.waiting -= 1
         return reply(content="ok")
+
+
+def dispatch_latencies(at: dict, worker_of: dict, per_process: int) -> tuple[list[float], list[float]]:
+    """(burst, steady) dispatch latencies. Per worker process, its first `per_process` starts had a free slot
+    from the start (created → started); each later start is matched with the earliest unmatched handoff of
+    that process before it, the slot it freed (max(freed, created) → started)."""
+    burst, steady = [], []
+    by_process: dict[str, list[str]] = {}
+    for item in sorted(at["agent_started"], key=at["agent_started"].get):
+        by_process.setdefault(worker_of.get(item, "?"), []).append(item)
+    for process, started in by_process.items():
+        freed = sorted(at["handoff"][i] for i in at["handoff"] if worker_of.get(i) == process)
+        for k, item in enumerate(started):
+            if k < per_process:
+                burst.append(at["agent_started"][item] - at["item_created"][item])
+                continue
+            slot = freed.pop(0) if freed and freed[0] <= at["agent_started"][item] else at["item_created"][item]
+            steady.append(at["agent_started"][item] - max(slot, at["item_created"][item]))
+    return burst, steady
 
 
 def make_remote(root: Path) -> Path:
@@ -119,27 +140,30 @@ def trailer_counts(remote: Path) -> Counter:
 
 def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
     redis_server = RedisServer(root / "redis", appendonly=False).start()
-    model = Model(slots, args.cycles, args.hold)
+    items_wanted = slots * args.per_slot
+    model = Model(items_wanted, args.hold)
     server = ScriptedModelServer(model).start()
     remote = make_remote(root)
     agent = f"{sys.executable} -I {waiting_agent.__file__} {{prompt_file}} {{handoff_file}} {{api_base}}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADRE_")}
     env.update(CADRE_REDIS_URL=redis_server.url, CADRE_DATA_DIR=str(root / "data"), CADRE_API_KEY="sk-bench-key",
-               CADRE_MAX_TASKS_PER_CYCLE=str(slots), CADRE_WORKER_BACKEND="command", CADRE_WORKER_COMMAND=agent,
+               CADRE_MAX_TASKS_PER_CYCLE=str(items_wanted), CADRE_WORKER_BACKEND="command", CADRE_WORKER_COMMAND=agent,
                CADRE_SANDBOX=args.sandbox, CADRE_CELERY_LEAN_TRAFFIC=str(args.traffic == "lean").lower(),
                CADRE_WORKER_POOL=args.pool, CADRE_TICK_SECONDS="5", LITELLM_LOCAL_MODEL_COST_MAP="True",
                PYTHONPATH=str(ROOT))
     for role in ("PLANNER", "SUBPLANNER", "WORKER", "JUDGE"):
         env[f"CADRE_{role}_MODEL"], env[f"CADRE_{role}_API_BASE"] = "openai/bench", server.base_url
-    per_process = math.ceil(slots / args.processes)
+    processes = max(2, math.ceil(slots / args.slots_per_process))
+    per_process = math.ceil(slots / processes)
     logs = root / "logs"
     others = [CadreProcess(["worker", "--role", role, "--loglevel", "WARNING"], env, logs / f"{role}.log")
               for role in ("planner", "judge")] + [CadreProcess(["beat", "--loglevel", "WARNING"], env, logs / "beat.log")]
     workers = [CadreProcess(["worker", "--role", "worker", "--index", str(k + 1), "--concurrency", str(per_process),
-                             "--loglevel", "WARNING"], env, logs / f"worker-{k + 1}.log") for k in range(args.processes)]
+                             "--loglevel", "WARNING"], env, logs / f"worker-{k + 1}.log") for k in range(processes)]
     flower_port = free_port()
     flower = CadreProcess(["--app", "orchestrator.queues.app:app", "flower", f"--port={flower_port}",
-                           "--address=127.0.0.1", "--logging=warning"], env, logs / "flower.log",
+                           "--address=127.0.0.1", "--logging=warning",
+                           f"--enable_events={args.traffic != 'lean'}"], env, logs / "flower.log",
                           program=[sys.executable, "-m", "celery"])
     store, client = Store(connect(redis_server.url)), connect(redis_server.url)
     app = make_celery(CadreSettings(redis_url=redis_server.url))
@@ -147,7 +171,7 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
     cadre_pids = [p.process.pid for p in (*others, *workers)]
     try:
         deadline = time.monotonic() + 600
-        while len(app.control.ping(timeout=2.0)) < args.processes + 2:
+        while len(app.control.ping(timeout=2.0)) < processes + 2:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{slots} slots: not every worker answered within 600 s")
         time.sleep(12)  # start-up traffic is over; Flower has a heartbeat of each
@@ -166,7 +190,7 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
             time.sleep(0.2)
         seconds = time.monotonic() - began
         redis_after, cpu_after = redis_counters(client), [cpu_seconds(pid) for pid in cadre_pids]
-        counts, _channels = messages.snapshot()
+        counts, channels = messages.snapshot()
         online = flower_online(flower_port)
         health = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "health", "--role", "worker",
                                  "--index", "1"], env=env, capture_output=True, text=True).returncode == 0
@@ -183,7 +207,8 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
     for event in events:
         if event.type in at:
             at[event.type].setdefault(event.data.get("item_id"), event.at)
-    dispatch = [at["agent_started"][i] - at["item_created"][i] for i in at["agent_started"] if i in at["item_created"]]
+    worker_of = {e.data.get("item_id"): e.data.get("worker") for e in events if e.type == "item_claimed"}
+    burst, steady = dispatch_latencies(at, worker_of, per_process)
     to_claim = [at["item_claimed"][i] - at["item_created"][i] for i in at["item_claimed"] if i in at["item_created"]]
     claim_to_start = [at["agent_started"][i] - at["item_claimed"][i] for i in at["agent_started"] if i in at["item_claimed"]]
     landing = [at["handoff"][i] - at["agent_finished"][i] for i in at["handoff"] if i in at["agent_finished"]]
@@ -196,9 +221,10 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
     children = sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before))
     kib = 1024 * slots
     return {
-        "slots": slots, "processes": args.processes, "per_process": per_process, "pool": args.pool,
+        "slots": slots, "processes": processes, "per_process": per_process, "pool": args.pool,
         "traffic": args.traffic, "status": status, "items": len(items), "seconds": seconds,
-        "items_per_s": len(items) / span, "dispatch_p50": pct(dispatch, .5), "dispatch_p99": pct(dispatch, .99),
+        "items_per_s": len(items) / span, "burst_p50": pct(burst, .5), "burst_p99": pct(burst, .99),
+        "dispatch_p50": pct(steady, .5), "dispatch_p99": pct(steady, .99), "steady_starts": len(steady),
         "landing_p50": pct(landing, .5), "landing_p99": pct(landing, .99),
         "redis_commands_per_s": (redis_after["commands"] - redis_before["commands"]) / seconds,
         "redis_cpu_percent": 100 * (redis_after["cpu"] - redis_before["cpu"]) / seconds,
@@ -215,6 +241,7 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
         "sandbox_uss_kib_by_kind": dict(memory.uss_by_kind) if memory else {},
         "lost": len(lost), "duplicated": len(duplicated), "lost_examples": [
             (i.status.value, (i.handoff.summary if i.handoff else "")[:300]) for i in items if i.id in lost[:3]], "flower_online": online, "health": health,
+        "channels_per_s": {k: round(v / seconds, 2) for k, v in channels.most_common(8)},
         "worker_uss_mib_per_process": memory.workers_uss / 1024 / memory.processes["worker"] if memory else 0,
         "top_commands_per_s": {k.removeprefix("cmdstat_"): round((v - redis_before.get(k, 0)) / seconds, 1)
                                for k, v in sorted(redis_after.items(), key=lambda kv: redis_before.get(kv[0], 0) - kv[1])
@@ -222,7 +249,8 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
     }
 
 
-HEADER = ("| slots (processes × slots, pool, Celery traffic) | items/s | dispatch p50 / p99 s | landing p50 / p99 s "
+HEADER = ("| slots (processes × slots, pool, Celery traffic) | items/s | dispatch, slot free → start, p50 / p99 s "
+          "| burst, created → start, p50 / p99 s | landing p50 / p99 s "
           "| Redis cmds/s | Redis CPU % | events/s | control/s | Cadre CPU ms per slot-s (children) "
           "| worker PSS / USS MiB per slot | sandbox PSS / USS MiB per slot | lost | dup | Flower online, health |")
 
@@ -230,6 +258,7 @@ HEADER = ("| slots (processes × slots, pool, Celery traffic) | items/s | dispat
 def row(r: dict) -> str:
     return (f"| {r['slots']} ({r['processes']} × {r['per_process']}, {r['pool']}, {r['traffic']}) | "
             f"{r['items_per_s']:.2f} | {r['dispatch_p50']:.2f} / {r['dispatch_p99']:.2f} | "
+            f"{r['burst_p50']:.2f} / {r['burst_p99']:.2f} | "
             f"{r['landing_p50']:.2f} / {r['landing_p99']:.2f} | {r['redis_commands_per_s']:.0f} | "
             f"{r['redis_cpu_percent']:.1f} | {r['events_per_s']:.1f} | {r['control_per_s']:.2f} | "
             f"{r['cadre_cpu_ms_per_slot_s']:.1f} ({r['children_cpu_ms_per_slot_s']:.1f}) | "
@@ -241,16 +270,17 @@ def row(r: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slots", type=int, nargs="+", default=[50, 100, 200, 300])
-    parser.add_argument("--processes", type=int, default=6, help="worker processes the slots are spread over")
+    parser.add_argument("--slots-per-process", type=int, default=100,
+                        help="slots of one worker process (at least two processes)")
     parser.add_argument("--hold", type=float, default=30.0, help="seconds each agent waits on its model (±50 %%)")
-    parser.add_argument("--cycles", type=int, default=2)
+    parser.add_argument("--per-slot", type=int, default=2, help="items per slot, created at once")
     parser.add_argument("--pool", choices=("threads", "prefork"), default="threads")
     parser.add_argument("--traffic", choices=("lean", "celery-defaults"), default="lean")
     parser.add_argument("--sandbox", choices=("bwrap", "off"), default="bwrap")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--json", action="store_true", help="also print each result as JSON")
     args = parser.parse_args()
-    print(f"Agents wait {args.hold:g} s ± 50 % on their model; {args.cycles} cycles of `slots` items each; "
+    print(f"Agents wait {args.hold:g} s ± 50 % on their model; {args.per_slot} items per slot, created at once; "
           f"sandbox {args.sandbox}; landing queue.")
     print()
     print(HEADER)

@@ -238,10 +238,13 @@ class CadreSettings(BaseSettings):
     """Extra options of `celery worker` for every `cadre worker` (shell words), e.g. `--pool-restarts`."""
     celery_lean_traffic: bool = True
     """Celery without the traffic Cadre does not use: no gossip or mingle between workers, an event heartbeat
-    every `celery_heartbeat_seconds`, no task-sent events. False: Celery's defaults (gossip, mingle, a heartbeat
-    every 2 s, task-sent events)."""
+    every `celery_heartbeat_seconds`, no task-sent events, task events in batches. False: Celery's defaults
+    (gossip, mingle, a heartbeat every 2 s, task-sent events, about one message per task event)."""
     celery_heartbeat_seconds: float = Field(default=10.0, gt=0)
     """Period of each worker's event heartbeat (Flower's liveness) when `celery_lean_traffic` is on."""
+    celery_event_batch_seconds: float = Field(default=1.0, ge=0)
+    """With `celery_lean_traffic`: a worker sends its task events for Flower in one message at most this often
+    (0: as Celery does, about one message per event)."""
     tick_seconds: float = Field(default=30.0, gt=0)
     """Period of `cadre beat`'s judge tick (the safety net for lost triggers)."""
 

@@ -112,7 +112,7 @@ class LocalStack:
         if self.flower_port:
             flower = ["--app", "orchestrator.queues.app:app", "flower", f"--port={self.flower_port}",
                       "--address=127.0.0.1", "--persistent=True", f"--db={self.data_dir / 'flower.db'}",
-                      f"--purge_offline_workers={FLOWER_PURGE_OFFLINE_SECONDS}"]
+                      f"--purge_offline_workers={FLOWER_PURGE_OFFLINE_SECONDS}", "--enable_events=False"]
             if self.env.get("FLOWER_BASIC_AUTH"):
                 flower.append(f"--basic-auth={self.env['FLOWER_BASIC_AUTH']}")
             self.processes["flower"] = CadreProcess(flower, self.env, logs / "flower.log",

@@ -80,6 +80,11 @@ def make_celery(settings: CadreSettings) -> Celery:
         timezone="UTC",
         task_annotations=task_time_limits(settings),
     )
+    if settings.celery_lean_traffic:
+        from orchestrator.queues.event_batching import EventBatching
+
+        app.conf.cadre_event_batch_seconds = settings.celery_event_batch_seconds
+        app.steps["consumer"].add(EventBatching)
     if tls := settings.redis.ssl_options():
         app.conf.update(broker_use_ssl=tls, redis_backend_use_ssl=tls)
     return app

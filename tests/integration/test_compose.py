@@ -92,6 +92,7 @@ def test_compose_files_and_manifests_are_valid():
     assert any(arg.startswith("--basic-auth=") for arg in flower) and "--persistent=True" in flower
     assert any(arg.startswith("--purge_offline_workers=") for arg in flower)
     assert any(arg.startswith("--tasks_columns=") and "args" in arg for arg in flower)
+    assert "--enable_events=False" in flower, "workers send events already: no broadcast every 5 s"
     for name in ("planner", "worker", "judge", "beat"):
         role = "beat" if name == "beat" else name
         assert services[name]["healthcheck"]["test"] == ["CMD", "cadre", "health", "--role", role]

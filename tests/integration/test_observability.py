@@ -140,9 +140,10 @@ def test_transcripts_are_compressed_capped_and_expire(redis_client):
 
 
 def test_flower_and_health_keep_working_with_celerys_traffic_thinned(cadre, remote, tmp_path):
-    """Workers run without gossip or mingle, with a heartbeat every 10 s and no task-sent events (Cadre's
-    default): Flower still shows them online long after their last task, counts their tasks, and sees a
-    stopped one go offline; `cadre health` still answers."""
+    """Workers run without gossip or mingle, with a heartbeat every 10 s, no task-sent events and their task
+    events in batches (Cadre's default), and Flower sends no enable_events broadcasts: Flower still shows them
+    online long after their last task, counts their tasks, and sees a stopped one go offline; `cadre health`
+    still answers."""
     with ScriptedModelServer(single_item_plan("write f1.txt: one", "write f2.txt: two")) as server:
         stack = cadre(server.base_url)
         stack.worker("planner")
@@ -150,7 +151,7 @@ def test_flower_and_health_keep_working_with_celerys_traffic_thinned(cadre, remo
         workers = [stack.worker("worker"), stack.worker("worker")]
         flower_port = free_port()
         flower = CadreProcess(["--app", "orchestrator.queues.app:app", "flower", f"--port={flower_port}",
-                               "--address=127.0.0.1"], stack.env, tmp_path / "flower.log",
+                               "--address=127.0.0.1", "--enable_events=False"], stack.env, tmp_path / "flower.log",
                               program=[sys.executable, "-m", "celery"])
         try:
             result, _run_id, _status = run_and_wait(stack, remote, "Two files.")
