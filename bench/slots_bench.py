@@ -21,7 +21,7 @@ that run:
   sandbox's own processes (bwrap), divided by the slots; the agents' own apart;
 - lost (an item not done, or its commit not on the branch) and duplicated (its trailer twice).
 
-    python bench/slots_bench.py --slots 50 100 200 300 [--slots-per-process 100] [--hold 30] [--per-slot 2]
+    python bench/slots_bench.py --slots 50 100 200 300 [--slots-per-process 100] [--hold 60] [--per-slot 2]
                                 [--pool threads|prefork] [--traffic lean|celery-defaults] [--sandbox bwrap|off]
 """
 
@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.cluster_probes import CeleryMessages, cpu_seconds, redis_counters, slot_memory
+from bench.cluster_probes import CeleryMessages, command_line, cpu_seconds, descendants, redis_counters, slot_memory  # noqa: E402,E501
 from orchestrator.config.settings import CadreSettings
 from orchestrator.local.processes import CadreProcess, RedisServer, free_port
 from orchestrator.queues.app import make_celery
@@ -132,6 +132,13 @@ def flower_online(port: int) -> int:
                if line.startswith("flower_worker_online{") and line.endswith(" 1.0") and 'worker="worker-' in line)
 
 
+def cadre_cpu(pids: list[int]) -> dict[int, tuple[float, float]]:
+    """(own, reaped children's) CPU seconds of each Cadre process: these and their prefork pool processes."""
+    members = {pid for main in pids for pid in (main, *descendants(main))
+               if pid == main or "orchestrator.cli.main" in command_line(pid)}
+    return {pid: cpu_seconds(pid) for pid in members}
+
+
 def trailer_counts(remote: Path) -> Counter:
     out = subprocess.run(["git", "-C", str(remote), "log", "--format=%(trailers:key=Cadre-Item,valueonly)", "main"],
                          capture_output=True, text=True, check=True).stdout
@@ -176,7 +183,7 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
                 raise SystemExit(f"{slots} slots: not every worker answered within 600 s")
         time.sleep(12)  # start-up traffic is over; Flower has a heartbeat of each
         messages.start()
-        redis_before, cpu_before = redis_counters(client), [cpu_seconds(pid) for pid in cadre_pids]
+        redis_before, cpu_before = redis_counters(client), cadre_cpu(cadre_pids)
         began = time.monotonic()
         run = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", "--repo", str(remote), "--goal",
                               "slots bench"], env=env, capture_output=True, text=True, check=True)
@@ -189,7 +196,7 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
                 raise SystemExit(f"{slots} slots: the run did not end within {args.timeout} s")
             time.sleep(0.2)
         seconds = time.monotonic() - began
-        redis_after, cpu_after = redis_counters(client), [cpu_seconds(pid) for pid in cadre_pids]
+        redis_after, cpu_after = redis_counters(client), cadre_cpu(cadre_pids)
         counts, channels = messages.snapshot()
         online = flower_online(flower_port)
         health = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "health", "--role", "worker",
@@ -208,7 +215,8 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
         if event.type in at:
             at[event.type].setdefault(event.data.get("item_id"), event.at)
     worker_of = {e.data.get("item_id"): e.data.get("worker") for e in events if e.type == "item_claimed"}
-    burst, steady = dispatch_latencies(at, worker_of, per_process)
+    # A prefork slot is a pool process of its own (its pid is the claimer); a light slot, a thread of the worker.
+    burst, steady = dispatch_latencies(at, worker_of, 1 if args.pool == "prefork" else per_process)
     to_claim = [at["item_claimed"][i] - at["item_created"][i] for i in at["item_claimed"] if i in at["item_created"]]
     claim_to_start = [at["agent_started"][i] - at["item_claimed"][i] for i in at["agent_started"] if i in at["item_claimed"]]
     landing = [at["handoff"][i] - at["agent_finished"][i] for i in at["handoff"] if i in at["agent_finished"]]
@@ -217,8 +225,8 @@ def measure(slots: int, args: argparse.Namespace, root: Path) -> dict:
     lost = [i.id for i in items if i.status.value != "done" or trailers[i.id] == 0]
     duplicated = [i.id for i in items if trailers[i.id] > 1]
     span = max(at["handoff"].values()) - min(at["item_created"].values())
-    own = sum(a[0] - b[0] for a, b in zip(cpu_after, cpu_before))
-    children = sum(a[1] - b[1] for a, b in zip(cpu_after, cpu_before))
+    own = sum(cpu[0] - cpu_before.get(pid, (0.0, 0.0))[0] for pid, cpu in cpu_after.items())
+    children = sum(cpu[1] - cpu_before.get(pid, (0.0, 0.0))[1] for pid, cpu in cpu_after.items())
     kib = 1024 * slots
     return {
         "slots": slots, "processes": processes, "per_process": per_process, "pool": args.pool,
@@ -272,7 +280,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, nargs="+", default=[50, 100, 200, 300])
     parser.add_argument("--slots-per-process", type=int, default=100,
                         help="slots of one worker process (at least two processes)")
-    parser.add_argument("--hold", type=float, default=30.0, help="seconds each agent waits on its model (±50 %%)")
+    parser.add_argument("--hold", type=float, default=60.0, help="seconds each agent waits on its model (±50 %%)")
     parser.add_argument("--per-slot", type=int, default=2, help="items per slot, created at once")
     parser.add_argument("--pool", choices=("threads", "prefork"), default="threads")
     parser.add_argument("--traffic", choices=("lean", "celery-defaults"), default="lean")

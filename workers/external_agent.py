@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from orchestrator.agent.backends import Preset, agent_env_names, paths_named
@@ -29,13 +28,11 @@ from orchestrator.git.repo import common_git_dir
 from orchestrator.queues.shutdown import shutdown_requested
 from orchestrator.state.models import HANDOFF_NOTES, Run, WorkItem
 from orchestrator.state.store import Store
+from workers.agent_watch import AgentWatch
 from orchestrator.untrusted.files import read_file
-from orchestrator.untrusted.fingerprint import worktree_fingerprint
 from orchestrator.untrusted.text import clean_text
 
 GIT_MARGIN_SECONDS = 120
-STOP_POLL_SECONDS = 1.0  # how soon a shutdown or a cancel stops an agent program
-STALL_CHECK_SECONDS = 5.0  # how often its output and worktree are looked at for signs of life
 MAX_HANDOFF_BYTES = 1_000_000
 BRIDGE_PORT = 3128  # inside the agent's own network namespace: nothing else listens there
 OUTPUT_TAIL_CHARS = 4000
@@ -149,47 +146,6 @@ def run_external_agent(store: Store, settings: CadreSettings, run: Run, item: Wo
     return AgentResult(status=status, final_tool="handoff", final_arguments=handoff, steps=1,
                        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost,
                        transcript=transcript.path, detail=detail, usage_reported=reported)
-
-
-class AgentWatch:
-    """Watches a running agent program: `stop` is set once this worker is asked to shut down, an operator
-    cancels the item (`cadre cancel`), or the program stalls, with neither output nor a change in its worktree
-    for `stall_seconds` (`stalled` then says so). The program is then stopped, its work kept."""
-
-    def __init__(self, store: Store, item_id: str, worktree: Path, output_path: Path, stall_seconds: float):
-        self.store, self.item_id, self.worktree, self.output_path = store, item_id, worktree, output_path
-        self.stall_seconds = stall_seconds
-        self.stop, self.stalled = threading.Event(), ""
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name=f"watch-{item_id}", daemon=True)
-
-    def _activity(self) -> tuple[int, str]:
-        size = self.output_path.stat().st_size if self.output_path.exists() else 0
-        return size, worktree_fingerprint(self.worktree)
-
-    def _watch(self) -> None:
-        last, changed_at, checked_at = self._activity(), time.monotonic(), time.monotonic()
-        while not self._done.wait(STOP_POLL_SECONDS):
-            if shutdown_requested() or self.store.items.get(self.item_id).cancel_requested:
-                self.stop.set()
-                return
-            if time.monotonic() - checked_at < min(STALL_CHECK_SECONDS, self.stall_seconds / 4):
-                continue
-            now, checked_at = self._activity(), time.monotonic()
-            if now != last:
-                last, changed_at = now, checked_at
-            elif checked_at - changed_at >= self.stall_seconds:
-                self.stalled = f"no output and no change in its worktree for {checked_at - changed_at:.0f} s"
-                self.stop.set()
-                return
-
-    def __enter__(self) -> AgentWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._done.set()
-        self._thread.join(timeout=5)
 
 
 def _run_program(settings: CadreSettings, preset: Preset, worktree: Path, io_dir: Path, home: Path, argv: list[str],

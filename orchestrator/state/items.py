@@ -6,6 +6,8 @@ the run is paused the item is parked (nothing dispatches it; resuming the run do
 
 from __future__ import annotations
 
+import json
+
 from enum import Enum
 
 from orchestrator.state.keys import Keys
@@ -76,6 +78,15 @@ class ItemRecords:
     def many(self, item_ids: list[str]) -> list[WorkItem]:
         """Load many items in one round trip (missing ones are skipped)."""
         return self.records.load_many([Keys.item(i) for i in item_ids], WorkItem)
+
+    def cancels_requested(self, item_ids: list[str]) -> set[str]:
+        """Which of these items an operator asked to cancel (`cadre cancel`): one round trip, and only their
+        `cancel_requested` flag read, for watchers that ask every second for hundreds of running items."""
+        if not item_ids:
+            return set()
+        raws = self.redis.mget([Keys.item(i) for i in item_ids])
+        return {item_id for item_id, raw in zip(item_ids, raws, strict=True)
+                if raw is not None and json.loads(raw).get("cancel_requested") is True}
 
     def ids_of_run(self, run_id: str) -> list[str]:
         """Ids of every item of the run (all cycles), in creation order."""

@@ -150,3 +150,34 @@ def test_a_hard_time_limit_ends_its_own_slot_and_not_the_process(cadre, remote, 
     assert len(stuck.attempts) == 2 and stuck.attempts[-1].outcome == "landed", stuck.attempts
     for item in (stuck, quick):
         assert commits_with_trailer(remote, item.id) == [item.handoff.commit]
+
+
+def test_cancelling_one_slots_item_stops_only_its_agent(cadre, remote, store):
+    """Three agents wait in one light worker; `cadre cancel` of one stops its program within seconds (the
+    process's one watcher asks Redis about all its slots at once), its work on its rescue branch; the other
+    two land when their model answers."""
+    agents = HeldAgents()
+    with ScriptedModelServer(agents) as server:
+        stack = light_stack(cadre, server, CADRE_SANDBOX="off")
+        start(stack, 0)
+        stack.worker("worker", 3)
+        run_id = start_run(stack, remote)
+        three_held_in_one_process(store, run_id, agents, stack)
+        items = {store.items.get(i).title: i for i in store.items.ids_of_run(run_id)}
+        target = items["write b.txt: beta"]
+        asked = time.monotonic()
+        result = stack.cli("cancel", target)
+        assert result.returncode == 0, result.stderr
+        wait_until(lambda: store.items.get(target).status.value == "cancelled", 30, stack.logs()[-3000:])
+        stopped_after = time.monotonic() - asked
+        others = [store.items.get(i) for t, i in items.items() if i != target]
+        assert all(o.status.value == "running" for o in others), "only the cancelled item's agent stopped"
+        agents.release()
+        wait_until(lambda: store.runs.get(run_id).is_over, 120, stack.logs()[-3000:])
+    cancelled = store.items.get(target)
+    assert stopped_after < 10, f"cancelled after {stopped_after:.1f} s"
+    assert git("show", f"{cancelled.handoff.rescue_branch}:b.txt", cwd=remote) == "beta"
+    assert commits_with_trailer(remote, target) == []
+    for title in ("write a.txt: alpha", "write c.txt: gamma"):
+        item = store.items.get(items[title])
+        assert commits_with_trailer(remote, item.id) == [item.handoff.commit], item
