@@ -53,8 +53,11 @@ def test_role_without_model(cadre, remote, redis_client):
     assert_one_line_error(stack.cli("run", "--repo", str(remote), "--goal", "x"), "no model configured")
     assert_one_line_error(stack.cli("worker", "--role", "wizard"), "unknown role")
     assert_one_line_error(stack.cli("worker", "--role", "worker", "--pool", "gevent"), "unknown pool")
+    assert_one_line_error(stack.cli("worker", "--role", "worker", "--max-tasks", "1", "--concurrency", "2"),
+                          "--max-tasks needs --concurrency 1")
+    # Light slots: a threads pool of several slots is a valid choice (this one stops at the missing model).
     assert_one_line_error(stack.cli("worker", "--role", "worker", "--pool", "threads", "--concurrency", "2"),
-                          "--pool threads needs --concurrency 1")
+                          "no model configured for role worker")
     assert redis_client.keys("cadre:*") == []
 
 
