@@ -8,6 +8,7 @@ cannot both win.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -22,6 +23,7 @@ from orchestrator.state.sentinel import is_sentinel_url, master_client
 M = TypeVar("M", bound=Contract)
 # A patient client rides out a Redis restart: about two minutes of retries with capped backoff.
 PATIENT_RETRIES = 60
+PATIENT_FIRST_PING_SECONDS = 30.0
 
 
 class StoreUnavailable(RuntimeError):
@@ -55,10 +57,16 @@ def connect(url: str, patient: bool = False, tls: dict | None = None, master_nam
             return master_client(url, master_name, **options, **extra)
         return redis.Redis.from_url(url, **options, **extra)
 
-    try:
-        client().ping()
-    except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError) as exc:
-        raise StoreUnavailable(f"Redis unreachable at {redact_url(url)}: {exc}") from None
+    # A patient process that starts while Sentinels are still agreeing on a new master waits for them too.
+    deadline = time.monotonic() + (PATIENT_FIRST_PING_SECONDS if patient else 0)
+    while True:
+        try:
+            client().ping()
+            break
+        except (redis.ConnectionError, redis.TimeoutError, OSError, ValueError) as exc:
+            if time.monotonic() >= deadline or isinstance(exc, ValueError):
+                raise StoreUnavailable(f"Redis unreachable at {redact_url(url)}: {exc}") from None
+            time.sleep(0.5)
     if patient:
         return client(retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), PATIENT_RETRIES),
                       retry_on_error=[redis.ConnectionError, redis.TimeoutError])
