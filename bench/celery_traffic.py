@@ -3,7 +3,7 @@ defaults and with the options Cadre can do without (gossip: every worker consumi
 events; mingle: a start-up round of syncing with all the others). Prints figures; not a test.
 
 A private redis-server; N `cadre worker --role worker` processes (threads pool, concurrency 1) started with
-the options of each mode; once every one answers a ping, Redis' counters are read twice, `--seconds` apart:
+the CADRE_CELERY_LEAN_TRAFFIC of each mode; once every one answers a ping, Redis' counters are read twice, `--seconds` apart:
 commands processed (and by command), pub/sub messages published, and Redis' CPU time (used_cpu_sys +
 used_cpu_user). Each figure is a difference of Redis' own counters over that window.
 
@@ -24,28 +24,25 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cluster_probes import redis_counters  # noqa: E402
 from orchestrator.local.processes import CadreProcess, RedisServer  # noqa: E402
 
-MODES = {"celery defaults": "", "without gossip and mingle": "--without-gossip --without-mingle"}
+# CADRE_CELERY_LEAN_TRAFFIC of each mode: Celery's defaults, or Cadre's (no gossip, mingle, task-sent events).
+MODES = {"celery defaults": "false", "Cadre's lean traffic": "true"}
 
 
 def counters(client: redis.Redis) -> dict[str, float]:
-    info = client.info("all")
-    stats = {"commands": float(info["total_commands_processed"]),
-             "cpu": float(info["used_cpu_sys"]) + float(info["used_cpu_user"])}
-    for name, value in info.items():
-        if name.startswith("cmdstat_"):
-            stats[name.removeprefix("cmdstat_")] = float(value["calls"])
+    stats = {name.removeprefix("cmdstat_"): value for name, value in redis_counters(client).items()}
     stats["published"] = stats.get("publish", 0.0)
     return stats
 
 
-def measure(mode: str, options: str, workers: int, seconds: float, work: Path) -> dict:
+def measure(mode: str, lean: str, workers: int, seconds: float, work: Path) -> dict:
     server = RedisServer(work / f"redis-{len(os.listdir(work))}", appendonly=False).start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CADRE_")}
     env.update(CADRE_REDIS_URL=server.url, CADRE_DATA_DIR=str(work / "data"), CADRE_WORKER_MODEL="openai/bench",
                CADRE_WORKER_API_BASE="http://127.0.0.1:9/v1", CADRE_API_KEY="sk-bench", CADRE_SANDBOX="off",
-               CADRE_CELERY_WORKER_OPTIONS=options, PYTHONPATH=str(ROOT))
+               CADRE_CELERY_LEAN_TRAFFIC=lean, PYTHONPATH=str(ROOT))
     processes = [CadreProcess(["worker", "--role", "worker", "--index", str(k + 1), "--loglevel", "WARNING"], env,
                               work / f"{mode.replace(' ', '-')}-{k}.log") for k in range(workers)]
     client = redis.Redis.from_url(server.url, decode_responses=True)
@@ -83,8 +80,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="cadre-celery-traffic-") as folder:
-        for mode, options in MODES.items():
-            rows.append(measure(mode, options, args.workers, args.seconds, Path(folder)))
+        for mode, lean in MODES.items():
+            rows.append(measure(mode, lean, args.workers, args.seconds, Path(folder)))
     print("| mode | idle workers | Redis commands/s | per worker | PUBLISH/s | Redis CPU % | answered ping | top commands |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
