@@ -17,8 +17,8 @@ ROLE_MODELS = {"planner": ("planner", "subplanner"), "worker": ("worker",), "jud
 @cli.command()
 def worker(
     role: str = typer.Option(..., help="planner, worker or judge."),
-    concurrency: int = typer.Option(1, min=1, envvar="CADRE_WORKER_CONCURRENCY",
-                                    help="Agent slots: tasks this process runs at once."),
+    concurrency: int = typer.Option(None, min=1, help="Agent slots: tasks this process runs at once (default 1; "
+                                                       "for --role worker, CADRE_WORKER_CONCURRENCY)."),
     index: int = typer.Option(None, min=1, envvar="CADRE_NODE_INDEX",
                               help="Number of this process among several of its role on one host (its Celery worker is role-N@host)."),
     max_tasks: int = typer.Option(0, min=0, help="Stop after this many tasks (1: a Kubernetes Job per item); "
@@ -37,6 +37,8 @@ def worker(
         fail(f"unknown role {role!r}: use planner, worker or judge")
     if pool not in ("auto", "prefork", "threads"):
         fail(f"unknown pool {pool!r}: use auto, prefork or threads")
+    if concurrency is None:  # the variable sizes work slots only: a planner or judge sharing the .env keeps 1
+        concurrency = _worker_slots() if role == "worker" else 1
     if max_tasks and concurrency != 1:
         fail("--max-tasks needs --concurrency 1")
     settings = get_settings()
@@ -86,6 +88,16 @@ def worker(
     app.worker_main(["worker", "-Q", QUEUE_BY_ROLE[role], "-c", str(concurrency), "-O", "fair",
                      "-n", celery_hostname(role, index), "--loglevel", loglevel, "-P", pool,
                      *lean_worker_options(settings), *shlex.split(settings.celery_worker_options)])
+
+
+def _worker_slots() -> int:
+    """`CADRE_WORKER_CONCURRENCY` (1 if unset); a value that is not a whole number from 1 up is refused."""
+    import os
+
+    text = os.environ.get("CADRE_WORKER_CONCURRENCY", "1").strip() or "1"
+    if not text.isdigit() or int(text) < 1:
+        fail(f"CADRE_WORKER_CONCURRENCY={text!r} is not a number of slots (1 or more)")
+    return int(text)
 
 
 def _allow_open_files() -> None:

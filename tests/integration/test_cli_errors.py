@@ -55,6 +55,8 @@ def test_role_without_model(cadre, remote, redis_client):
     assert_one_line_error(stack.cli("worker", "--role", "worker", "--pool", "gevent"), "unknown pool")
     assert_one_line_error(stack.cli("worker", "--role", "worker", "--max-tasks", "1", "--concurrency", "2"),
                           "--max-tasks needs --concurrency 1")
+    assert_one_line_error(stack.cli("worker", "--role", "worker", env_override={"CADRE_WORKER_CONCURRENCY": "x"}),
+                          "CADRE_WORKER_CONCURRENCY='x' is not a number of slots")
     # Light slots: a threads pool of several slots is a valid choice (this one stops at the missing model).
     assert_one_line_error(stack.cli("worker", "--role", "worker", "--pool", "threads", "--concurrency", "2"),
                           "no model configured for role worker")
